@@ -1,0 +1,1 @@
+//! Discovery (sysfs), binding to vfio-pci, config-space parsing, bring-up and readiness.

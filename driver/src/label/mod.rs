@@ -1,0 +1,1 @@
+//! The namespace label format of `spec/labels.md` as pure functions over bytes.

@@ -1,0 +1,1 @@
+//! The nvdimm-like object model: bus, dimm, region, namespace.

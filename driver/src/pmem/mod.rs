@@ -1,0 +1,1 @@
+//! Mapping persistent memory and the persistence primitives (`spec/pmem.md`).

@@ -1,0 +1,1 @@
+//! The VFIO ioctls the driver needs, one safe wrapper per ioctl.
