@@ -73,3 +73,8 @@ pub trait MediaWindow: Send + Sync + fmt::Debug {
     /// Human description for messages (path, BAR, physical address).
     fn describe(&self) -> String;
 }
+
+pub mod bar;
+pub mod devdax;
+pub mod devmem;
+pub mod file;

@@ -1,0 +1,1 @@
+//! The `bar` media window backend.

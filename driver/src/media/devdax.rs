@@ -1,0 +1,1 @@
+//! The `devdax` media window backend.

@@ -1,0 +1,1 @@
+//! The `devmem` media window backend.

@@ -1,0 +1,1 @@
+//! The `file` media window backend.
