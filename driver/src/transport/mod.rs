@@ -5,6 +5,11 @@
 //! process. Regions are numbered as VFIO numbers them ([`region`]); config space is region
 //! [`region::CONFIG`] but has its own methods because every transport treats it specially.
 
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod vfio;
+pub mod vfio_user;
+
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,0 +1,1 @@
+//! The in-process simulator as a transport (cargo feature `sim`).

@@ -1,0 +1,1 @@
+//! The kernel VFIO transport (legacy container/group API).
