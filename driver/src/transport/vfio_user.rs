@@ -1,1 +1,0 @@
-//! The vfio-user client transport (a UNIX socket to a vfio-user server).
