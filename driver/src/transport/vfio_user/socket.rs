@@ -230,6 +230,10 @@ impl Conn {
                 "no progress {what} within {:?}: the server is hung or gone",
                 self.timeout
             )),
+            Errno::EPIPE | Errno::ECONNRESET => CallError::Gone(format!(
+                "{what}: the server closed the connection ({})",
+                std::io::Error::from(e)
+            )),
             other => CallError::Gone(format!("{what}: {}", std::io::Error::from(other))),
         }
     }

@@ -104,6 +104,8 @@ impl Session {
         if major != 0 {
             return Err(libc::ENOTSUP);
         }
+        // The reply's minor must not exceed the client's.
+        let minor = minor.min(1);
         self.version_done = true;
         let json = format!(
             r#"{{"capabilities":{{"max_msg_fds":{MAX_MSG_FDS},"max_data_xfer_size":{MAX_DATA_XFER},"pgsizes":4096,"max_dma_maps":65535}}}}"#
@@ -111,7 +113,7 @@ impl Session {
         Ok(Reply::body(
             Body::default()
                 .u16(0)
-                .u16(1)
+                .u16(minor)
                 .bytes(json.as_bytes())
                 .bytes(&[0]),
         ))

@@ -104,8 +104,14 @@ impl Server {
             path: path.clone(),
             source,
         })?;
-        let inode = std::fs::symlink_metadata(&path).ok().map(|m| (m.st_dev(), m.st_ino()));
-        Ok(Server { listener, path, inode })
+        let inode = std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.st_dev(), m.st_ino()));
+        Ok(Server {
+            listener,
+            path,
+            inode,
+        })
     }
 
     /// The socket path.
@@ -115,7 +121,12 @@ impl Server {
 
     /// Serves clients one after the other until `stop` becomes readable or, with
     /// `idle = Some(d)`, until `d` passes without a connection or a message.
-    pub fn run(&self, model: &dyn DeviceModel, stop: BorrowedFd<'_>, idle: Option<Duration>) -> Result<ServeEnd, ServerError> {
+    pub fn run(
+        &self,
+        model: &dyn DeviceModel,
+        stop: BorrowedFd<'_>,
+        idle: Option<Duration>,
+    ) -> Result<ServeEnd, ServerError> {
         info!(path = %self.path.display(), "vfio-user server listening");
         let mut clients = 0u64;
         loop {
@@ -134,7 +145,14 @@ impl Server {
             }
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(source) => {
                     return Err(ServerError::Io {

@@ -1,6 +1,6 @@
-//! The vfio-user wire format (server side): header, command numbers, little-endian field
-//! access. Written from the vfio-user protocol specification; the simulator does not
-//! share this code with the driver's client on purpose (DESIGN.md: a misunderstanding in
+//! The vfio-user wire format (server side): header, command numbers, field access in the
+//! host's byte order (the protocol's rule). Written from the vfio-user protocol
+//! specification; the simulator does not share this code with the driver's client on purpose (DESIGN.md: a misunderstanding in
 //! one side shows up as a test failure instead of being mirrored in both).
 
 /// Size of the header every message starts with.
@@ -43,11 +43,11 @@ pub(crate) struct Header {
 impl Header {
     pub(crate) fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
-        b[0..2].copy_from_slice(&self.id.to_le_bytes());
-        b[2..4].copy_from_slice(&self.command.to_le_bytes());
-        b[4..8].copy_from_slice(&self.size.to_le_bytes());
-        b[8..12].copy_from_slice(&self.flags.to_le_bytes());
-        b[12..16].copy_from_slice(&self.error.to_le_bytes());
+        b[0..2].copy_from_slice(&self.id.to_ne_bytes());
+        b[2..4].copy_from_slice(&self.command.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.size.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.flags.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.error.to_ne_bytes());
         b
     }
 
@@ -93,7 +93,7 @@ impl Header {
     }
 }
 
-/// Bounds-checked little-endian reads from a received body.
+/// Bounds-checked host-endian reads from a received body.
 #[derive(Clone, Copy)]
 pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
@@ -103,31 +103,31 @@ impl Fields<'_> {
         self.0.get(off..end)?.try_into().ok()
     }
     pub(crate) fn u16(&self, off: usize) -> Option<u16> {
-        self.array(off).map(u16::from_le_bytes)
+        self.array(off).map(u16::from_ne_bytes)
     }
     pub(crate) fn u32(&self, off: usize) -> Option<u32> {
-        self.array(off).map(u32::from_le_bytes)
+        self.array(off).map(u32::from_ne_bytes)
     }
     pub(crate) fn u64(&self, off: usize) -> Option<u64> {
-        self.array(off).map(u64::from_le_bytes)
+        self.array(off).map(u64::from_ne_bytes)
     }
 }
 
-/// Builds a reply body from little-endian fields.
+/// Builds a reply body from host-endian fields.
 #[derive(Default)]
 pub(crate) struct Body(pub(crate) Vec<u8>);
 
 impl Body {
     pub(crate) fn u16(mut self, v: u16) -> Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.extend_from_slice(&v.to_ne_bytes());
         self
     }
     pub(crate) fn u32(mut self, v: u32) -> Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.extend_from_slice(&v.to_ne_bytes());
         self
     }
     pub(crate) fn u64(mut self, v: u64) -> Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.extend_from_slice(&v.to_ne_bytes());
         self
     }
     pub(crate) fn bytes(mut self, v: &[u8]) -> Self {
