@@ -41,3 +41,8 @@ const _: () = {
     assert_send_sync::<Admin>();
     assert_send_sync::<Monitor>();
 };
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod mailbox_tests;
