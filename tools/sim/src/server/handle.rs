@@ -51,7 +51,7 @@ impl Reply<'_> {
 #[derive(Default)]
 pub(crate) struct Session {
     irq_fds: Vec<Vec<Option<OwnedFd>>>,
-    pub(crate) version_done: bool,
+    version_done: bool,
 }
 
 type Handled<'a> = Result<Reply<'a>, i32>;
@@ -66,6 +66,11 @@ impl Session {
         fds: Vec<OwnedFd>,
     ) -> Handled<'m> {
         let f = Fields(body);
+        if !self.version_done && command != cmd::VERSION {
+            // The protocol's first message is VERSION; anything else is a confused client.
+            debug!(command, "command before VERSION refused");
+            return Err(libc::EINVAL);
+        }
         match command {
             cmd::VERSION => self.version(f),
             cmd::DMA_MAP => dma_map(f, fds),

@@ -118,6 +118,19 @@ impl Running {
     }
 }
 
+/// Connects and negotiates the version, as every client must first.
+fn negotiated(srv: &Running) -> UnixStream {
+    let mut s = srv.connect();
+    let (r, _) = call(
+        &mut s,
+        0,
+        cmd::VERSION,
+        &Body::default().u16(0).u16(1).bytes(b"{}\0").0,
+    );
+    assert_eq!(r.flags, flags::REPLY);
+    s
+}
+
 /// Sends a command and returns (reply header, reply body).
 fn call(s: &mut UnixStream, id: u16, command: u16, body: &[u8]) -> (Header, Vec<u8>) {
     let h = Header {
@@ -144,7 +157,7 @@ fn access(offset: u64, region: u32, count: u32) -> Body {
 #[test]
 fn refused_register_access_is_an_error_reply_with_einval() {
     let srv = Running::start(None);
-    let mut s = srv.connect();
+    let mut s = negotiated(&srv);
     let (r, _) = call(&mut s, 1, cmd::REGION_READ, &access(4, 0, 4).0);
     assert_eq!(
         (r.id, r.flags & flags::ERROR != 0, r.error),
@@ -160,7 +173,7 @@ fn refused_register_access_is_an_error_reply_with_einval() {
 #[test]
 fn write_to_a_region_that_does_not_exist_keeps_the_stream_in_step() {
     let srv = Running::start(None);
-    let mut s = srv.connect();
+    let mut s = negotiated(&srv);
     let (r, _) = call(&mut s, 1, cmd::REGION_WRITE, &access(0, 99, 8).u64(7).0);
     assert_eq!(r.error, libc::EINVAL as u32);
     let (r, _) = call(&mut s, 2, cmd::REGION_WRITE, &access(0x10, 0, 8).u64(7).0);
@@ -189,9 +202,19 @@ fn version_without_nul_is_answered_not_a_panic() {
 }
 
 #[test]
-fn unknown_command_is_refused_with_enotsup() {
+fn commands_before_version_are_refused() {
     let srv = Running::start(None);
     let mut s = srv.connect();
+    let (r, _) = call(&mut s, 1, cmd::REGION_READ, &access(8, 0, 8).0);
+    assert_eq!(r.error, libc::EINVAL as u32);
+    drop(s);
+    assert!(srv.stop().is_ok());
+}
+
+#[test]
+fn unknown_command_is_refused_with_enotsup() {
+    let srv = Running::start(None);
+    let mut s = negotiated(&srv);
     let (r, _) = call(&mut s, 5, 0x77, &[]);
     assert_eq!(r.error, libc::ENOTSUP as u32);
     drop(s);
@@ -202,7 +225,7 @@ fn unknown_command_is_refused_with_enotsup() {
 fn client_dying_mid_message_does_not_end_the_server() {
     let srv = Running::start(None);
     {
-        let mut s = srv.connect();
+        let mut s = negotiated(&srv);
         // A header announcing 100 body bytes, then only 3 of them, then the client is gone.
         let h = Header {
             id: 1,
@@ -214,7 +237,7 @@ fn client_dying_mid_message_does_not_end_the_server() {
         s.write_all(&h.encode()).expect("header");
         s.write_all(&[1, 2, 3]).expect("part of the body");
     }
-    let mut s = srv.connect();
+    let mut s = negotiated(&srv);
     call(&mut s, 1, cmd::REGION_WRITE, &access(0, 0, 8).u64(0xAB).0);
     let (_, b) = call(&mut s, 2, cmd::REGION_READ, &access(0, 0, 8).0);
     assert_eq!(Fields(&b).u64(16), Some(0xAB));
