@@ -294,4 +294,28 @@ mod tests {
             [Event::ErrorLogAvailable, Event::ReadyLost { chi: Chi::ELA }]
         );
     }
+
+    #[test]
+    fn thread_delivers_on_channel_and_eventfd_and_stops_on_drop() {
+        use ocxlpmem_regs::VecMmio;
+        let mem = Arc::new(VecMmio::new(0x400));
+        mem.write_u64(offsets::CHI, READY).unwrap();
+        let opts = MonitorOptions {
+            interval: Duration::from_micros(200),
+        };
+        let m = Monitor::start(mem.clone(), opts).unwrap();
+        let wait = Duration::from_secs(5);
+        mem.write_u64(offsets::CHI, READY | Chi::ELA).unwrap();
+        assert_eq!(m.events().recv_timeout(wait), Ok(Event::ErrorLogAvailable));
+        assert!(m.take_signals().unwrap() >= 1);
+        assert_eq!(m.take_signals().unwrap(), 0);
+        mem.write_u64(offsets::CHI, u64::MAX).unwrap();
+        assert_eq!(m.events().recv_timeout(wait), Ok(Event::DeviceGone));
+        mem.write_u64(offsets::CHI, READY | Chi::ELA).unwrap();
+        assert_eq!(m.events().recv_timeout(wait), Ok(Event::DeviceBack));
+        let rx = m.events().clone();
+        drop(m);
+        // The thread is gone: the channel disconnects once drained.
+        assert_eq!(rx.recv_timeout(wait), Err(RecvTimeoutError::Disconnected));
+    }
 }
