@@ -1,0 +1,48 @@
+//! The firmware thread: woken by a doorbell (or by time moving), it services the state,
+//! then spins briefly for the next doorbell before parking, so that a command round
+//! trip costs microseconds, not a scheduler wake-up.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::card::Inner;
+use crate::config::ClockMode;
+
+/// How long the firmware spins for the next doorbell before parking.
+pub const SPIN: Duration = Duration::from_micros(75);
+/// Longest park; a stop or a doorbell unparks it sooner.
+const MAX_PARK: Duration = Duration::from_secs(1);
+
+/// The thread's body; returns when the card is dropped.
+pub(crate) fn run(inner: Arc<Inner>) {
+    loop {
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let seen = inner.doorbell.load(Ordering::Acquire);
+        let next = inner.service();
+        let spin_end = Instant::now() + SPIN;
+        let mut rung = false;
+        while Instant::now() < spin_end {
+            if inner.doorbell.load(Ordering::Acquire) != seen || inner.stop.load(Ordering::Acquire)
+            {
+                rung = true;
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if rung {
+            continue;
+        }
+        let timeout = match (inner.hw.clock.mode(), next) {
+            (ClockMode::Real, Some(t)) => t.saturating_sub(inner.hw.clock.now()),
+            _ => MAX_PARK,
+        }
+        .min(MAX_PARK);
+        // A doorbell rung after `seen` was read left an unpark token, so this returns.
+        if inner.doorbell.load(Ordering::Acquire) == seen && !timeout.is_zero() {
+            std::thread::park_timeout(timeout);
+        }
+    }
+}
