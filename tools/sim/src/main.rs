@@ -1,5 +1,5 @@
-//! `ocxlpmem-sim`: the simulated card as a vfio-user server.
-fn main() {
-    eprintln!("ocxlpmem-sim: the server is not built yet");
-    std::process::exit(2);
+//! `ocxlpmem-sim`: the simulated card as a vfio-user server
+//! (`ocxlpmem-sim serve --socket PATH`; see `ocxlpmem_sim::server`).
+fn main() -> std::process::ExitCode {
+    ocxlpmem_sim::server::cli::main()
 }

@@ -10,12 +10,16 @@ const CONFIG: u32 = 7;
 /// Size of PCIe config space, used when the card does not describe region 7 itself.
 const CONFIG_SIZE: u64 = 0x1000;
 
-/// Every refusal of the model goes back as EINVAL: the card refuses bad accesses
-/// (wrong width or alignment, outside a region, a read-only target), which is what EINVAL
-/// means to a VFIO client.
+/// The errno an error reply carries: EINVAL for accesses the card refuses (wrong width or
+/// alignment, outside a region, no such region), EIO for media errors (poisoned LPC
+/// ranges) and failures of the backing memory.
 fn errno(op: &str, index: u32, offset: u64, len: usize, e: &SimError) -> i32 {
     debug!(op, index, offset, len, error = %e, "access refused");
-    libc::EINVAL
+    match e {
+        SimError::Poisoned { .. } => libc::EIO,
+        SimError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        _ => libc::EINVAL,
+    }
 }
 
 impl DeviceModel for SimCard {
