@@ -261,6 +261,15 @@ fn irq_info_and_reset_are_offered() {
         "the card has no interrupts under VFIO (spec §4)"
     );
     assert!(t.resettable());
+    // No vectors: detaching is fine, attaching one is refused by the server.
+    t.set_irq_eventfds(2, &[]).expect("detach MSI-X eventfds");
+    let efd: std::os::fd::OwnedFd = nix::sys::eventfd::EventFd::new().expect("eventfd").into();
+    match t.set_irq_eventfds(2, &[efd]) {
+        Err(TransportError::Io { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EINVAL))
+        }
+        other => panic!("expected EINVAL, got {other:?}"),
+    }
     // A reset is a controller reset: a posted response (ACRA) is discarded.
     wait_chi(&t, Chi::CRDY | Chi::MA);
     ring_heartbeat(&t, 1);

@@ -222,6 +222,55 @@ fn unknown_command_is_refused_with_enotsup() {
 }
 
 #[test]
+fn impossible_message_size_is_refused_and_only_that_client_dropped() {
+    let srv = Running::start(None);
+    let mut s = negotiated(&srv);
+    let h = Header {
+        id: 9,
+        command: cmd::REGION_WRITE,
+        size: u32::MAX,
+        flags: flags::COMMAND,
+        error: 0,
+    };
+    s.write_all(&h.encode()).expect("header");
+    let mut raw = [0u8; HEADER_SIZE];
+    s.read_exact(&mut raw).expect("error reply");
+    let r = Header::decode(&raw);
+    assert_eq!((r.id, r.error), (9, libc::EINVAL as u32));
+    // The server hung up on it (the body could not be skipped) ...
+    assert_eq!(s.read(&mut raw).ok(), Some(0));
+    // ... and serves the next client.
+    let mut s = negotiated(&srv);
+    let (r, _) = call(&mut s, 1, cmd::REGION_READ, &access(0, 0, 8).0);
+    assert_eq!(r.flags, flags::REPLY);
+    drop(s);
+    assert!(srv.stop().is_ok());
+}
+
+#[test]
+fn set_irqs_beyond_the_vectors_is_refused_and_disable_accepted() {
+    let srv = Running::start(None);
+    let mut s = negotiated(&srv);
+    // DATA_NONE | ACTION_TRIGGER, MSI-X, start 0, count 0: disable all.
+    let none = Body::default().u32(20).u32(1 | 32).u32(2).u32(0).u32(0);
+    let (r, _) = call(&mut s, 1, cmd::SET_IRQS, &none.0);
+    assert_eq!(r.flags, flags::REPLY);
+    // DATA_EVENTFD for one vector the device does not have (and no fd sent).
+    let one = Body::default().u32(20).u32(4 | 32).u32(2).u32(0).u32(1);
+    let (r, _) = call(&mut s, 2, cmd::SET_IRQS, &one.0);
+    assert_eq!(r.error, libc::EINVAL as u32);
+    let (r, b) = call(
+        &mut s,
+        3,
+        cmd::GET_IRQ_INFO,
+        &Body::default().u32(16).u32(0).u32(2).u32(0).0,
+    );
+    assert_eq!((r.flags, Fields(&b).u32(12)), (flags::REPLY, Some(0)));
+    drop(s);
+    assert!(srv.stop().is_ok());
+}
+
+#[test]
 fn client_dying_mid_message_does_not_end_the_server() {
     let srv = Running::start(None);
     {
