@@ -53,23 +53,25 @@ fn hci_sets_bits_and_hcic_withdraws_them() {
 
 #[test]
 fn identity_registers_follow_the_configuration() {
-    let mut cfg = SimConfig::default();
-    cfg.layout = SimLayout {
-        admin: ocxlpmem_regs::AreaLayout {
-            request_offset: 0x3000,
-            response_offset: 0x2000,
-            data_offset: 0x8000,
-            data_size: 0x4000,
+    let cfg = SimConfig {
+        layout: SimLayout {
+            admin: ocxlpmem_regs::AreaLayout {
+                request_offset: 0x3000,
+                response_offset: 0x2000,
+                data_offset: 0x8000,
+                data_size: 0x4000,
+            },
+            near_storage: ocxlpmem_regs::AreaLayout {
+                request_offset: 0x1000,
+                response_offset: 0x1040,
+                data_offset: 0x10000,
+                data_size: 0x100,
+            },
+            mmio_size: 0x20000,
         },
-        near_storage: ocxlpmem_regs::AreaLayout {
-            request_offset: 0x1000,
-            response_offset: 0x1040,
-            data_offset: 0x10000,
-            data_size: 0x100,
-        },
-        mmio_size: 0x20000,
+        fwver: *b"TEST 2.3",
+        ..SimConfig::default()
     };
-    cfg.fwver = *b"TEST 2.3";
     let card = manual_card(cfg);
     assert_eq!(read(&card, o::ACMA_CREQO), 0x3000 << 32 | 0x2000);
     assert_eq!(read(&card, o::ACMA_CDBO), 0x8000 << 32 | 0x4000);
