@@ -182,6 +182,44 @@ fn lpc_memory_outlives_a_client() {
 }
 
 #[test]
+fn lpc_image_outlives_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("lpc.img");
+    let image_arg = image.to_str().expect("utf-8 path");
+    let mut first = SimServer::start(&["--lpc-size", "32M", "--image", image_arg]);
+    first
+        .connect()
+        .region_write(region::BAR4, 0x20_0000, b"persistent")
+        .expect("write LPC memory");
+    assert!(first.signal_and_wait(Signal::SIGTERM).success());
+    let second = SimServer::start(&["--lpc-size", "32M", "--image", image_arg]);
+    let mut b = [0u8; 10];
+    second
+        .connect()
+        .region_read(region::BAR4, 0x20_0000, &mut b)
+        .expect("read LPC memory");
+    assert_eq!(&b, b"persistent");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error_and_exit_status_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vfio-user-sim-server"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .args(["--lpc-size", "3M", "--timeout", "5"])
+        .output()
+        .expect("run the server");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lpc_size"),
+        "{out:?}"
+    );
+    assert!(!dir.path().join("s.sock").exists());
+}
+
+#[test]
 fn register_file_is_trapped_and_command_areas_mappable_on_request() {
     let srv = SimServer::start(&["--mmap-command-areas"]);
     let t = srv.connect();
