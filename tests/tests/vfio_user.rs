@@ -408,6 +408,27 @@ fn one_connection_serves_many_threads() {
 }
 
 #[test]
+fn clients_are_served_one_at_a_time() {
+    let srv = SimServer::start(&[]);
+    let first = srv.connect();
+    let second = ocxlpmem::transport::vfio_user::VfioUserTransport::connect_with(
+        srv.socket(),
+        ocxlpmem::transport::vfio_user::VfioUserOptions {
+            timeout: Duration::from_millis(200),
+        },
+    );
+    match second {
+        Err(TransportError::Gone { detail, .. }) => {
+            assert!(detail.contains("another client"), "{detail}")
+        }
+        other => panic!("expected the second client to wait and give up, got {other:?}"),
+    }
+    reg(&first, offsets::CCAP0);
+    drop(first);
+    reg(&srv.connect(), offsets::CCAP0);
+}
+
+#[test]
 fn sigterm_stops_the_server_cleanly_and_removes_the_socket() {
     let mut srv = SimServer::start(&[]);
     let _connected = srv.connect();

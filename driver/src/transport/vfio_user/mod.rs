@@ -113,7 +113,15 @@ impl VfioUserTransport {
             server_version: (0, 0),
             regions: Vec::new(),
         };
-        t.negotiate_version()?;
+        t.negotiate_version().map_err(|e| match e {
+            // A server serves one client at a time: a silent VERSION most often means
+            // another client holds it.
+            TransportError::Gone { device, detail } => TransportError::Gone {
+                device,
+                detail: format!("{detail} (a vfio-user server serves one client at a time: is another client connected?)"),
+            },
+            other => other,
+        })?;
         let num_regions = t.get_device_info()?;
         for index in 0..num_regions {
             let entry = t.get_region_info(index)?;
