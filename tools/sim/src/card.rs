@@ -125,7 +125,7 @@ fn mmap_areas(segments: &[(u64, u64)], page: u64) -> Vec<(u64, u64)> {
         .filter_map(|&(o, l)| {
             let start = o.div_ceil(page).saturating_mul(page).max(first);
             let end = (o + l) / page * page;
-            (start < end).then_some((start, end - start))
+            (start < end).then(|| (start, end - start))
         })
         .collect();
     v.sort_unstable();
@@ -557,5 +557,25 @@ impl SimCard {
     /// The dump available to the host (CHI.CDA set), if any.
     pub fn current_dump(&self) -> Option<Vec<u8>> {
         lock(&self.inner().state).dump.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mmap_areas;
+
+    #[test]
+    fn mmap_areas_are_whole_pages_outside_the_register_page() {
+        let page = 0x1000;
+        // Blocks in the register page and a buffer shorter than a page: nothing.
+        assert!(mmap_areas(&[(0x400, 64), (0x800, 0x100), (0x1010, 0x800)], page).is_empty());
+        // Adjacent buffers merge; a partial page at either end is left out.
+        assert_eq!(
+            mmap_areas(
+                &[(0x1000, 0x8000), (0x9000, 0x1000), (0xB008, 0x2000)],
+                page
+            ),
+            vec![(0x1000, 0x9000), (0xC000, 0x1000)]
+        );
     }
 }

@@ -10,6 +10,8 @@ use crate::error::SimError;
 pub const MIN_LPC_SIZE: u64 = 32 << 20;
 /// Default LPC memory size (spec §10).
 pub const DEFAULT_LPC_SIZE: u64 = 256 << 20;
+/// Largest dump the model produces, whatever CCAP1 says.
+pub const MAX_DUMP_SIZE: u64 = 16 << 20;
 /// Size of the label area at the start of LPC memory (spec §6).
 pub const LABEL_AREA_SIZE: u64 = 16 << 20;
 
@@ -211,9 +213,11 @@ impl SimConfig {
         self.layout.validate()
     }
 
-    /// The dump size actually produced: `dump_size` capped by CCAP1's maximum.
+    /// The dump size actually produced: `dump_size` capped by CCAP1's maximum and by
+    /// [`MAX_DUMP_SIZE`] (the model keeps the dump in memory).
     pub fn effective_dump_size(&self) -> u64 {
         self.dump_size
             .min(u64::from(Ccap1(self.ccap1).max_dump_size()))
+            .min(MAX_DUMP_SIZE)
     }
 }
