@@ -14,7 +14,7 @@ use ocxlpmem_regs::command::{
 use ocxlpmem_regs::config::{self, dvsec};
 use ocxlpmem_regs::indicators::{Chi, Hci};
 use ocxlpmem_regs::offsets;
-use vfio_user_support::{reg, set_reg, wait_chi, RingingClient, SimServer};
+use vfio_user_support::{reg, set_reg, wait_chi, RingingClient, SimServer, TransportMmio};
 
 fn cfg_u16(t: &dyn Transport, offset: u64) -> u16 {
     let mut b = [0u8; 2];
@@ -350,6 +350,23 @@ fn client_killed_mid_command_leaves_a_stale_acra_for_the_next_client() {
     // And the card still works.
     ring_heartbeat(&t, id.wrapping_add(1));
     assert_ne!(wait_chi(&t, Chi::ACRA) & Chi::ACRA, 0);
+}
+
+#[test]
+fn admin_send_path_across_processes_recovers_a_dead_clients_response() {
+    let srv = SimServer::start(&[]);
+    {
+        let t = srv.connect();
+        wait_chi(&t, Chi::CRDY | Chi::MA);
+    }
+    let killed = RingingClient::start(srv.socket());
+    assert!(!killed.kill9().success());
+    // spec §2.4 step 2: the next owner clears the stale response and its command works.
+    let mmio = std::sync::Arc::new(TransportMmio::new(srv.connect()));
+    let admin = ocxlpmem_admin::Admin::new(mmio.clone()).expect("admin over vfio-user");
+    admin.heartbeat().expect("heartbeat after a dead client");
+    admin.heartbeat().expect("a second heartbeat");
+    assert_eq!(reg(mmio.transport(), offsets::CHI) & Chi::ACRA, 0);
 }
 
 #[test]

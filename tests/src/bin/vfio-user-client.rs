@@ -32,7 +32,8 @@ fn ring(socket: &str) -> Result<(), String> {
         read_u64(&t, area.offsets_register())?,
         read_u64(&t, area.buffer_register())?,
     );
-    let id = 1u16;
+    // Not 1: a new owner's first command id must not match the stale response by chance.
+    let id = 0x7777u16;
     let header = RequestHeader {
         opcode: Opcode::Heartbeat,
         id,
