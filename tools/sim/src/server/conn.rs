@@ -128,6 +128,13 @@ pub(crate) fn serve(
                 header.id, header.flags
             ));
         }
+        debug!(
+            id = header.id,
+            command = header.command,
+            size = header.size,
+            fds = fds.len(),
+            "message"
+        );
         let result = session.handle(model, header.command, &body, fds);
         if header.no_reply() {
             if let Err(errno) = result {
