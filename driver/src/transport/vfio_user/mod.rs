@@ -558,3 +558,6 @@ impl Transport for VfioUserTransport {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests;
