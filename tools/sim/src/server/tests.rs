@@ -185,6 +185,27 @@ fn write_to_a_region_that_does_not_exist_keeps_the_stream_in_step() {
 }
 
 #[test]
+fn no_reply_write_is_applied_without_a_reply() {
+    let srv = Running::start(None);
+    let mut s = negotiated(&srv);
+    let body = access(0x18, 0, 8).u64(0x55).0;
+    let h = Header {
+        id: 1,
+        command: cmd::REGION_WRITE,
+        size: (HEADER_SIZE + body.len()) as u32,
+        flags: flags::COMMAND | flags::NO_REPLY,
+        error: 0,
+    };
+    s.write_all(&h.encode()).expect("header");
+    s.write_all(&body).expect("body");
+    // The next reply on the stream answers the read, not the write.
+    let (r, b) = call(&mut s, 2, cmd::REGION_READ, &access(0x18, 0, 8).0);
+    assert_eq!((r.id, Fields(&b).u64(16)), (2, Some(0x55)));
+    drop(s);
+    assert!(srv.stop().is_ok());
+}
+
+#[test]
 fn version_without_nul_is_answered_not_a_panic() {
     let srv = Running::start(None);
     let mut s = srv.connect();
