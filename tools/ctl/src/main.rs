@@ -1,5 +1,197 @@
-//! `ocxlpmem-ctl`: the diagnostic and management tool.
+//! `ocxlpmem-ctl`: the diagnostic and management tool (ndctl / nvme-cli style).
+//!
+//! Every command fetches typed values from the card and hands them to [`output::emit`];
+//! errors carry the exit code and what to do ([`output::CtlError`]).
+
+mod commands;
+mod output;
+mod selftest;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use output::{exit, parse_size, parse_u64, Format};
+
+/// Diagnostics and management for IBM OpenCAPI persistent-memory cards.
+#[derive(Parser, Debug)]
+#[command(name = "ocxlpmem-ctl", version, about)]
+pub struct Cli {
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub format: Format,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Device selection (one of them; `--sim` is the embedded simulated card).
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Use the embedded simulated card (its memory lives in an image file).
+    #[arg(long, global = true)]
+    pub sim: bool,
+    /// Image file of the simulated card (default: $XDG_STATE_HOME/ocxlpmem/sim.img).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub sim_image: Option<PathBuf>,
+    /// Serial number of a new simulated card (fixed when its image is created).
+    #[arg(long, value_name = "N", value_parser = parse_u64, global = true)]
+    pub sim_serial: Option<u64>,
+    /// LPC memory size of a new simulated card (power of two >= 32M; fixed at creation).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub sim_size: Option<u64>,
+    /// TESTING AID: inject a simulator fault (repeatable).
+    #[arg(long, value_name = "NAME", global = true, hide = true)]
+    pub sim_fault: Vec<String>,
+    /// TESTING AID: queue N error-log entries on the simulated card at open.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        global = true,
+        hide = true
+    )]
+    pub sim_error_logs: u32,
+    /// PCI address of a real card (function 1), e.g. 0000:01:00.1.
+    #[arg(long, value_name = "BDF", global = true)]
+    pub bdf: Option<String>,
+    /// Index of the card among those found.
+    #[arg(long, value_name = "N", global = true)]
+    pub index: Option<usize>,
+    /// A vfio-user socket served by `ocxlpmem-sim serve`.
+    #[arg(long, value_name = "SOCKET", global = true)]
+    pub vfio_user: Option<PathBuf>,
+    /// The proposed kernel driver's char device, e.g. /dev/ocxlpmem0.
+    #[arg(long, value_name = "DEV", global = true)]
+    pub kernel: Option<PathBuf>,
+    /// How long to wait for the card to become ready, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000, global = true)]
+    pub ready_timeout: u64,
+    /// Allow debug and destructive commands.
+    #[arg(long = "unsafe", global = true)]
+    pub allow_unsafe: bool,
+}
+
+impl DeviceArgs {
+    /// The readiness bound.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout)
+    }
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List cards (with their dimm, region and namespaces).
+    List,
+    /// Identity and state of the card.
+    Info,
+    /// One HEARTBEAT round trip.
+    Heartbeat,
+    /// Health summary (ndctl-style) from SMART and CHI.
+    Health,
+    /// Raw SMART attributes.
+    Smart,
+    /// Drain and print every error-log entry.
+    ErrorLog,
+    /// Controller statistics.
+    Stats,
+    /// Ask the card for a health & performance log (arrives in the error log).
+    RequestHealth,
+    /// Take a controller dump into a file.
+    ControllerDump {
+        /// Output file.
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: PathBuf,
+    },
+    /// Print card events as JSON lines (like `ndctl monitor`).
+    Monitor {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many milliseconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Dump the label area (binary to a file, or a summary).
+    ReadLabels {
+        /// Operate on a label-area image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Write the raw bytes here.
+        #[arg(long = "output-file", short = 'O', value_name = "PATH")]
+        output_file: Option<PathBuf>,
+    },
+    /// Write a raw label-area image to the card or file.
+    WriteLabels {
+        /// Operate on a label-area image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The image to write.
+        #[arg(long, short = 'i', value_name = "PATH")]
+        input: PathBuf,
+    },
+    /// Zero the label area.
+    ZeroLabels {
+        /// Operate on a label-area image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Read one global-MMIO register (debug; needs --unsafe).
+    MmioRead {
+        /// Offset (8-byte aligned).
+        #[arg(value_parser = parse_u64)]
+        offset: u64,
+    },
+    /// Write one global-MMIO register (debug; needs --unsafe).
+    MmioWrite {
+        /// Offset (8-byte aligned).
+        #[arg(value_parser = parse_u64)]
+        offset: u64,
+        /// Value.
+        #[arg(value_parser = parse_u64)]
+        value: u64,
+    },
+    /// Shut the controller down (needs --unsafe).
+    Shutdown,
+    /// Erase the media (destroys all data; needs --unsafe).
+    SecureErase,
+    /// Hardware-in-the-loop suite (non-destructive unless --destructive).
+    Selftest {
+        /// Also run destructive steps (controller dump, label writes) on a scratch card.
+        #[arg(long)]
+        destructive: bool,
+    },
+}
+
 fn main() {
-    eprintln!("ocxlpmem-ctl: no subcommand is built yet");
-    std::process::exit(2);
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match commands::run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            e.report(cli.format);
+            e.code
+        }
+    };
+    std::process::exit(code);
 }

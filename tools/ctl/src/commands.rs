@@ -1,0 +1,388 @@
+//! The subcommands: open the selected device, fetch, emit.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ocxlpmem_admin::{Destructive, Event, Monitor, MonitorOptions};
+use ocxlpmem_ioctl::{Client, IoctlDevice, KernelDevice};
+use ocxlpmem_regs::abi::LABEL_AREA_SIZE;
+use ocxlpmem_sim::REGION_BAR4;
+use serde_json::json;
+
+use crate::output::{emit, exit, CtlError, CtlResult};
+use crate::target::{SimDevice, SimOptions};
+use crate::{Cli, Command, DeviceArgs};
+
+/// An opened device.
+pub enum Dev {
+    /// The embedded simulated card.
+    Sim(Box<SimDevice>),
+    /// The kernel driver's char device.
+    Kernel(Client<KernelDevice>),
+}
+
+/// Opens the device `args` selects.
+pub fn open(args: &DeviceArgs) -> CtlResult<Dev> {
+    if let Some(k) = &args.kernel {
+        return Ok(Dev::Kernel(Client::open(k)?));
+    }
+    if args.sim || args.sim_image.is_some() {
+        let o = SimOptions {
+            image: args.sim_image.clone(),
+            serial: args.sim_serial,
+            size: args.sim_size,
+            faults: args.sim_fault.clone(),
+            error_logs: args.sim_error_logs,
+            ready_timeout: args.ready_timeout(),
+        };
+        return Ok(Dev::Sim(Box::new(SimDevice::open(&o)?)));
+    }
+    if args.bdf.is_some() || args.index.is_some() || args.vfio_user.is_some() {
+        return Err(CtlError::new(
+            exit::UNSUPPORTED,
+            "--bdf, --index and --vfio-user are not wired into this build of ocxlpmem-ctl yet",
+        )
+        .hint(
+            "use --sim for the simulated card or --kernel /dev/ocxlpmemN with the kernel driver",
+        ));
+    }
+    Err(CtlError::new(exit::USAGE, "no device selected")
+        .hint("pass --sim (simulated card), --kernel /dev/ocxlpmemN, or --bdf BDF"))
+}
+
+fn kernel_unsupported(what: &str) -> CtlError {
+    CtlError::new(
+        exit::UNSUPPORTED,
+        format!("{what} is not part of the kernel driver's ioctl ABI"),
+    )
+    .hint("drive the card through vfio instead (--bdf)")
+}
+
+fn need_unsafe(args: &DeviceArgs, what: &str) -> CtlResult<Destructive> {
+    if !args.allow_unsafe {
+        return Err(CtlError::new(
+            exit::REFUSED,
+            format!("{what} can break the card or destroy data"),
+        )
+        .hint("add --unsafe if you mean it"));
+    }
+    Ok(Destructive::i_understand_this_can_destroy_data())
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(cli: &Cli) -> CtlResult<i32> {
+    let f = cli.format;
+    let a = &cli.device;
+    match &cli.command {
+        Command::Selftest { destructive } => return crate::selftest::run(cli, *destructive),
+        Command::ReadLabels {
+            file: Some(p),
+            output_file,
+        } => return read_labels_file(f, p, output_file.as_deref()),
+        Command::ZeroLabels { file: Some(p) } => return zero_file(f, p),
+        Command::WriteLabels {
+            file: Some(p),
+            input,
+        } => return write_file(f, p, input),
+        _ => {}
+    }
+    let dev = open(a)?;
+    match (&cli.command, &dev) {
+        (Command::List, Dev::Sim(s)) => emit(f, &json!([info_sim(s)?]))?,
+        (Command::List | Command::Info, Dev::Kernel(c)) => emit(
+            f,
+            &json!({ "kernel_device": c.device().describe(), "event_flags": c.event_check()? }),
+        )?,
+        (Command::Info, Dev::Sim(s)) => emit(f, &info_sim(s)?)?,
+        (Command::Heartbeat, Dev::Sim(s)) => {
+            let t = Instant::now();
+            s.admin.heartbeat()?;
+            emit(
+                f,
+                &json!({ "heartbeat": "ok", "round_trip_us": t.elapsed().as_micros() as u64 }),
+            )?
+        }
+        (Command::Health, Dev::Sim(s)) => emit(f, &s.admin.health()?)?,
+        (Command::Smart, Dev::Sim(s)) => emit(f, &json!({ "attributes": s.admin.smart()? }))?,
+        (Command::Smart, Dev::Kernel(c)) => {
+            let v: Vec<_> = c
+                .smart()?
+                .iter()
+                .map(|x| json!({ "id": x.id, "name": x.name(), "current": x.current, "threshold": x.threshold, "worst": x.worst, "raw": x.raw }))
+                .collect();
+            emit(f, &json!({ "attributes": v }))?
+        }
+        (Command::ErrorLog, Dev::Sim(s)) => {
+            let e = s.admin.error_log_all()?;
+            emit(f, &json!({ "count": e.len(), "entries": e }))?
+        }
+        (Command::ErrorLog, Dev::Kernel(c)) => {
+            let v: Vec<_> = c
+                .error_log_all(4096)?
+                .iter()
+                .map(|(l, d)| json!({ "log_id": l.log_identifier, "program_reference_code": l.program_reference_code, "log_type": l.error_log_type, "action_flags": l.action_flags, "power_on_seconds": l.power_on_seconds, "timestamp": l.timestamp, "fw_revision": l.fw_revision_text(), "variable_data": d }))
+                .collect();
+            emit(f, &json!({ "count": v.len(), "entries": v }))?
+        }
+        (Command::Stats, Dev::Sim(s)) => emit(f, &s.admin.stats()?)?,
+        (Command::Stats, Dev::Kernel(c)) => {
+            let s = c.controller_stats()?;
+            emit(
+                f,
+                &json!({ "reset_count": s.reset_count, "seconds_since_reset": s.reset_uptime, "power_on_uptime_seconds": s.power_on_uptime, "life_remaining_percent": s.life_remaining, "media_read_count": s.media_read_count, "media_write_count": s.media_write_count }),
+            )?
+        }
+        (Command::RequestHealth, Dev::Sim(s)) => {
+            s.admin.request_health()?;
+            emit(f, &json!({ "requested": true }))?
+        }
+        (Command::RequestHealth, Dev::Kernel(c)) => {
+            c.request_health()?;
+            emit(f, &json!({ "requested": true }))?
+        }
+        (Command::ControllerDump { file }, Dev::Sim(s)) => {
+            let bytes = dump_to_file(s, file)?;
+            emit(f, &json!({ "file": file, "bytes": bytes }))?
+        }
+        (Command::ControllerDump { file }, Dev::Kernel(c)) => {
+            let d = c.read_dump(1 << 30, |_| {})?;
+            std::fs::write(file, &d)
+                .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", file.display())))?;
+            emit(f, &json!({ "file": file, "bytes": d.len() }))?
+        }
+        (Command::Monitor { count, timeout }, Dev::Sim(s)) => monitor(s, *count, *timeout)?,
+        (Command::ReadLabels { output_file, .. }, Dev::Sim(s)) => {
+            let buf = sim_labels(s)?;
+            labels_out(
+                f,
+                &buf,
+                output_file.as_deref(),
+                &s.image.display().to_string(),
+            )?
+        }
+        (Command::ZeroLabels { .. }, Dev::Sim(s)) => {
+            write_sim_labels(s, &vec![0u8; LABEL_AREA_SIZE as usize])?;
+            emit(f, &json!({ "zeroed_bytes": LABEL_AREA_SIZE }))?
+        }
+        (Command::WriteLabels { input, .. }, Dev::Sim(s)) => {
+            let data = read_input(input)?;
+            write_sim_labels(s, &data)?;
+            emit(f, &json!({ "written_bytes": data.len() }))?
+        }
+        (Command::MmioRead { offset }, Dev::Sim(s)) => {
+            need_unsafe(a, "mmio-read")?;
+            let v = s.admin.raw_read(*offset)?;
+            emit(
+                f,
+                &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
+            )?
+        }
+        (Command::MmioRead { offset }, Dev::Kernel(c)) => {
+            need_unsafe(a, "mmio-read")?;
+            let v = c.mmio_read(*offset)?;
+            emit(
+                f,
+                &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
+            )?
+        }
+        (Command::MmioWrite { offset, value }, Dev::Sim(s)) => {
+            let t = need_unsafe(a, "mmio-write")?;
+            s.admin.raw_write(*offset, *value, &t)?;
+            emit(f, &json!({ "offset": offset, "written": value }))?
+        }
+        (Command::MmioWrite { offset, value }, Dev::Kernel(c)) => {
+            need_unsafe(a, "mmio-write")?;
+            c.mmio_write(*offset, *value)?;
+            emit(f, &json!({ "offset": offset, "written": value }))?
+        }
+        (Command::Shutdown, Dev::Sim(s)) => {
+            let t = need_unsafe(a, "shutdown")?;
+            s.admin.shutdown(&t)?;
+            emit(f, &json!({ "shutdown": true }))?
+        }
+        (Command::Shutdown, Dev::Kernel(c)) => {
+            need_unsafe(a, "shutdown")?;
+            c.shutdown()?;
+            emit(f, &json!({ "shutdown": true }))?
+        }
+        (Command::SecureErase, Dev::Sim(s)) => {
+            let t = need_unsafe(a, "secure-erase")?;
+            emit(f, &s.admin.secure_erase(&t)?)?
+        }
+        (cmd, Dev::Kernel(_)) => return Err(kernel_unsupported(&format!("{cmd:?}"))),
+        (Command::Selftest { .. }, _) => unreachable_selftest()?,
+    }
+    Ok(exit::OK)
+}
+
+fn unreachable_selftest() -> CtlResult<()> {
+    Err(CtlError::new(
+        exit::FAILED,
+        "selftest is dispatched before a device is opened",
+    ))
+}
+
+/// Identity and state of a simulated card.
+pub fn info_sim(s: &SimDevice) -> CtlResult<serde_json::Value> {
+    let chi = s.admin.read_chi()?;
+    let fw = s
+        .admin
+        .raw_read(ocxlpmem_regs::offsets::FWVER)?
+        .to_le_bytes();
+    Ok(json!({
+        "kind": "sim",
+        "image": s.image,
+        "serial": s.identity.serial,
+        "serial_hex": format!("{:#x}", s.identity.serial),
+        "lpc_size": s.identity.lpc_size,
+        "label_area_size": LABEL_AREA_SIZE,
+        "region_size": s.identity.lpc_size.saturating_sub(LABEL_AREA_SIZE),
+        "fw_version": String::from_utf8_lossy(&fw).into_owned(),
+        "chi": chi.bits(),
+        "chi_bits": chi.names(),
+        "ready": chi.is_ready(),
+        "max_dump_size": s.admin.max_dump_size(),
+    }))
+}
+
+fn dump_to_file(s: &SimDevice, path: &Path) -> CtlResult<u64> {
+    let mut file = std::fs::File::create(path).map_err(|e| {
+        CtlError::new(
+            exit::FAILED,
+            format!("cannot create {}: {e}", path.display()),
+        )
+    })?;
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(s.admin.max_dump_size())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let n = s
+        .admin
+        .dump(&mut file, &mut |p| bar.set_position(p.offset))?;
+    bar.finish_and_clear();
+    file.flush()
+        .map_err(|e| CtlError::new(exit::FAILED, format!("writing {}: {e}", path.display())))?;
+    Ok(n)
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    let (name, extra) = match e {
+        Event::ErrorLogAvailable => ("error_log_available", json!(null)),
+        Event::DumpAvailable => ("dump_available", json!(null)),
+        Event::FirmwareFatal => ("firmware_fatal", json!(null)),
+        Event::HardwareFatal => ("hardware_fatal", json!(null)),
+        Event::ReadyLost { chi } => ("ready_lost", json!(chi)),
+        Event::ReadyRestored => ("ready_restored", json!(null)),
+        Event::DeviceGone => ("device_gone", json!(null)),
+        Event::DeviceBack => ("device_back", json!(null)),
+        Event::AccessFailed { error } => ("access_failed", json!(error)),
+    };
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    json!({ "timestamp_ms": ts, "event": name, "detail": extra })
+}
+
+fn monitor(s: &SimDevice, count: Option<usize>, timeout: Option<u64>) -> CtlResult<()> {
+    let m = Monitor::for_admin(&s.admin, MonitorOptions::default())?;
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_millis(t));
+    let mut seen = 0usize;
+    while count.is_none_or(|c| seen < c) {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        match m.events().recv_timeout(wait) {
+            Ok(e) => {
+                println!("{}", event_json(&e));
+                seen += 1;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if deadline.is_some() {
+                    break;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(CtlError::new(exit::DEVICE, "the monitor thread stopped"))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sim_labels(s: &SimDevice) -> CtlResult<Vec<u8>> {
+    let mut buf = vec![0u8; LABEL_AREA_SIZE as usize];
+    s.card
+        .region_read(REGION_BAR4, 0, &mut buf)
+        .map_err(|e| CtlError::new(exit::DEVICE, format!("reading the label area: {e}")))?;
+    Ok(buf)
+}
+
+fn write_sim_labels(s: &SimDevice, data: &[u8]) -> CtlResult<()> {
+    if data.len() as u64 > LABEL_AREA_SIZE {
+        return Err(CtlError::new(
+            exit::USAGE,
+            format!("{} bytes do not fit the 16 MiB label area", data.len()),
+        ));
+    }
+    s.card
+        .region_write(REGION_BAR4, 0, data)
+        .map_err(|e| CtlError::new(exit::DEVICE, format!("writing the label area: {e}")))
+}
+
+fn read_input(p: &Path) -> CtlResult<Vec<u8>> {
+    std::fs::read(p).map_err(|e| {
+        CtlError::new(exit::NOT_FOUND, format!("cannot read {}: {e}", p.display()))
+            .hint("pass an existing label-area image with -i")
+    })
+}
+
+/// The summary read-labels prints (the raw bytes go to `-O`).
+fn labels_out(
+    f: crate::output::Format,
+    buf: &[u8],
+    out: Option<&Path>,
+    source: &str,
+) -> CtlResult<()> {
+    if let Some(o) = out {
+        std::fs::write(o, buf).map_err(|e| {
+            CtlError::new(exit::FAILED, format!("cannot write {}: {e}", o.display()))
+        })?;
+    }
+    let sig = |off: usize| buf.get(off..off + 15) == Some(&b"NAMESPACE_INDEX"[..]);
+    let index: Vec<_> = [0usize, 256]
+        .iter()
+        .map(|&o| json!({ "offset": o, "signature_present": sig(o) }))
+        .collect();
+    emit(
+        f,
+        &json!({ "dev": source, "size": buf.len(), "output_file": out, "index": index, "all_zero": buf.iter().all(|&b| b == 0) }),
+    )
+}
+
+fn read_labels_file(f: crate::output::Format, p: &Path, out: Option<&Path>) -> CtlResult<i32> {
+    let buf = read_input(p)?;
+    labels_out(f, &buf, out, &p.display().to_string())?;
+    Ok(exit::OK)
+}
+
+fn zero_file(f: crate::output::Format, p: &Path) -> CtlResult<i32> {
+    let len = std::fs::metadata(p)
+        .map_err(|e| CtlError::new(exit::NOT_FOUND, format!("{}: {e}", p.display())))?
+        .len();
+    std::fs::write(p, vec![0u8; len as usize])
+        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
+    emit(f, &json!({ "zeroed_bytes": len }))?;
+    Ok(exit::OK)
+}
+
+fn write_file(f: crate::output::Format, p: &Path, input: &Path) -> CtlResult<i32> {
+    let data = read_input(input)?;
+    std::fs::write(p, &data)
+        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
+    emit(f, &json!({ "written_bytes": data.len() }))?;
+    Ok(exit::OK)
+}
