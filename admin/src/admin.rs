@@ -6,11 +6,15 @@ use crate::error::AdminError;
 use crate::mailbox::Channel;
 use crate::options::AdminOptions;
 use crate::table;
-use ocxlpmem_regs::{offsets, AreaLayout, Ccap1, Chi, CommandArea, Mmio};
+use ocxlpmem_regs::{offsets, AreaLayout, Ccap1, Chi, CommandArea, Hci, Mmio};
 use std::sync::{Arc, Mutex};
 
 /// Bytes of CMD_CAPS output [`Admin::cmd_caps`] returns (its format is unknown, §3.10).
 pub const CMD_CAPS_LEN: usize = 4096;
+
+/// HCI bits the host sets and later withdraws itself (FDE through HCIC; AR), carried
+/// over by [`Admin`]'s HCI read-modify-write; the controller never consumes them.
+pub const HCI_HOST_LEVELS: u64 = Hci::FDE | Hci::AR;
 
 /// A handle on one card's admin and near-storage command areas. `Send + Sync`: share it
 /// in an `Arc`; each area serialises its own commands (one at a time per area, §2.4).
@@ -158,6 +162,12 @@ impl Admin {
     }
 
     /// Sets HCI bits: a read-modify-write (OR) under the HCI lock (§1 Decision).
+    ///
+    /// Only the bits the host holds as levels ([`HCI_HOST_LEVELS`]) are carried over
+    /// from the read. A one-shot request bit (a doorbell, CD, CDC, CHPD) read as pending
+    /// may be consumed by the controller between our read and our write; writing it back
+    /// to a register whose writes set bits would ring that request a second time (a
+    /// duplicated command or a restarted dump). Carrying FDE keeps the RMW's purpose.
     pub(crate) fn set_hci(&self, bits: u64) -> Result<(), AdminError> {
         let _g = self.hci.lock().unwrap_or_else(|e| e.into_inner());
         let v = self
@@ -170,7 +180,7 @@ impl Admin {
             });
         }
         self.mmio
-            .write_u64(offsets::HCI, v | bits)
+            .write_u64(offsets::HCI, (v & HCI_HOST_LEVELS) | bits)
             .map_err(AdminError::transport("writing HCI"))
     }
 

@@ -23,7 +23,7 @@ pub mod stats;
 pub mod table;
 mod wait;
 
-pub use admin::{Admin, CMD_CAPS_LEN};
+pub use admin::{Admin, CMD_CAPS_LEN, HCI_HOST_LEVELS};
 pub use destructive::Destructive;
 pub use dump::DumpProgress;
 pub use erase::SecureEraseReport;

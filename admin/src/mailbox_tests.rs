@@ -389,3 +389,15 @@ fn raw_access_and_cmd_caps() {
     assert_eq!(caps.len(), crate::CMD_CAPS_LEN);
     assert_eq!(&caps[..16], &[7u8; 16]);
 }
+
+#[test]
+fn doorbell_rmw_keeps_host_levels_and_never_rerings_consumed_requests() {
+    let (card, admin) = open();
+    // Pending as read: FDE (a host level) and CD/NSCRW (one-shot requests the controller
+    // may consume between the read and the write).
+    card.mem
+        .write_u64(offsets::HCI, Hci::FDE | Hci::CD | Hci::NSCRW)
+        .unwrap();
+    admin.heartbeat().unwrap();
+    assert_eq!(card.seen()[0].hci, Hci::FDE | Hci::ACRW);
+}
