@@ -226,6 +226,15 @@ impl Admin {
             if rsp.id != id && st.forget_late(rsp.id) {
                 tracing::debug!(late = rsp.id, current = id, "acknowledging a late response");
                 self.ack(chan.area)?;
+                // Our answer may have been posted between the header read and the ack
+                // (which then cleared its ACRA too): the header tells.
+                let again = mmio
+                    .read_u64(layout.response_offset)
+                    .map(ResponseHeader::decode)
+                    .map_err(AdminError::transport("re-reading the response header"))?;
+                if again.id == id {
+                    break again;
+                }
                 continue;
             }
             break rsp;
