@@ -5,7 +5,7 @@
 //! It is transport-agnostic: arguments arrive as bytes, the caller's buffers are reached
 //! through [`UserMemory`] (the `copy_from_user`/`copy_to_user` of a real driver), and the
 //! card is reached through the [`Backend`] trait (implemented on the driver's card in
-//! `card_backend`).
+//! [`crate::card_backend`]).
 //!
 //! Errno choices: an unknown request is `EINVAL`, as the proposed driver did (Linux
 //! convention would be `ENOTTY`; [`Dispatcher::unknown_errno`] can switch it). A debug

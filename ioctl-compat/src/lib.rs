@@ -5,10 +5,12 @@
 //! * [`abi`]: the argument structures with layout checks;
 //! * [`nd`]: the ndctl GET/SET_CONFIG_* and the SMART `ND_CMD_CALL` payload;
 //! * [`client`]: a client of `/dev/ocxlpmem<N>` behind a syscall seam;
-//! * [`dispatch`]: the same ABI served from this driver, validated as the kernel did.
+//! * [`dispatch`]: the same ABI served from this driver, validated as the kernel did;
+//! * [`card_backend`]: the dispatcher's backend on this driver's admin commands.
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod card_backend;
 pub mod client;
 pub mod dispatch;
 pub mod nd;
