@@ -196,6 +196,43 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             c.mmio_write(*offset, *value)?;
             emit(f, &json!({ "offset": offset, "written": value }))?
         }
+        (
+            Command::FwDebug {
+                action,
+                function_code,
+                param1,
+                param2,
+                out_size,
+            },
+            Dev::Sim(s),
+        ) => {
+            let t = need_unsafe(a, "fw-debug")?;
+            let bad = |w: &str| CtlError::new(exit::USAGE, format!("--{w} is out of range"));
+            let req = ocxlpmem_admin::FwDebugRequest {
+                action: ocxlpmem_admin::FwDebugAction::Other(
+                    u8::try_from(*action).map_err(|_| bad("action"))?,
+                ),
+                function_code: u16::try_from(*function_code).map_err(|_| bad("function-code"))?,
+                parameter1: *param1,
+                parameter2: *param2,
+                input: &[],
+            };
+            let mut out = vec![
+                0u8;
+                usize::try_from(*out_size)
+                    .map_err(|_| bad("out-size"))?
+                    .min(1 << 20)
+            ];
+            let n = s.admin.fw_debug(&req, &mut out, &t)?;
+            out.truncate(n);
+            emit(f, &json!({ "bytes": n, "data": out }))?
+        }
+        (Command::FwUpdate { image }, Dev::Sim(s)) => {
+            let t = need_unsafe(a, "fw-update")?;
+            let data = read_input(image)?;
+            s.admin.fw_update(&data, &t)?;
+            emit(f, &json!({ "updated": true, "bytes": data.len() }))?
+        }
         (Command::Shutdown, Dev::Sim(s)) => {
             let t = need_unsafe(a, "shutdown")?;
             s.admin.shutdown(&t)?;

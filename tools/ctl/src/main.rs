@@ -161,6 +161,30 @@ pub enum Command {
         #[arg(value_parser = parse_u64)]
         value: u64,
     },
+    /// Run a firmware debug action (debug; needs --unsafe).
+    FwDebug {
+        /// Action (1 read memory, 2 write memory, 3 enable, 4 disable, 5 persistent log).
+        #[arg(long, value_parser = parse_u64)]
+        action: u64,
+        /// Function code.
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        function_code: u64,
+        /// Parameter 1.
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        param1: u64,
+        /// Parameter 2.
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        param2: u64,
+        /// Bytes of output to keep.
+        #[arg(long, value_parser = parse_size, default_value = "256")]
+        out_size: u64,
+    },
+    /// Send a firmware image to the card (needs --unsafe).
+    FwUpdate {
+        /// The image (length a multiple of 8).
+        #[arg(long, short = 'i', value_name = "PATH")]
+        image: PathBuf,
+    },
     /// Shut the controller down (needs --unsafe).
     Shutdown,
     /// Erase the media (destroys all data; needs --unsafe).

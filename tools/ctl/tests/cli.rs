@@ -183,6 +183,20 @@ fn debug_and_destructive_commands_need_unsafe() {
     ok(d.path(), &["--unsafe", "mmio-write", "0x10", "0"]);
     let e = ok(d.path(), &["--unsafe", "secure-erase"]);
     assert!(e["accessible_attempted"].is_number(), "{e}");
+    let fw = d.path().join("fw.bin");
+    std::fs::write(&fw, vec![0x5A; 64]).unwrap();
+    let fwp = fw.to_str().unwrap();
+    assert_eq!(code(d.path(), &["fw-update", "-i", fwp]), 5);
+    assert_eq!(
+        ok(d.path(), &["--unsafe", "fw-update", "-i", fwp])["updated"],
+        true
+    );
+    assert_eq!(code(d.path(), &["fw-debug", "--action", "5"]), 5);
+    assert!(ok(d.path(), &["--unsafe", "fw-debug", "--action", "5"])["bytes"].is_number());
+    assert_eq!(
+        code(d.path(), &["--unsafe", "fw-debug", "--action", "300"]),
+        2
+    );
     ok(d.path(), &["--unsafe", "shutdown"]);
 }
 
