@@ -341,3 +341,37 @@ fn text_output_is_key_value_lines() {
         .unwrap()
         .starts_with("heartbeat: ok\n"));
 }
+
+#[test]
+fn default_image_lives_under_xdg_state_home_with_its_sidecar() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let o = Command::new(BIN)
+        .args([
+            "--sim",
+            "--sim-size",
+            "32M",
+            "--sim-serial",
+            "77",
+            "-o",
+            "json",
+            "info",
+        ])
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = state.join("ocxlpmem").join("sim.img");
+    assert_eq!(json(&o)["image"], img.to_str().unwrap());
+    let side: Value = serde_json::from_slice(
+        &std::fs::read(state.join("ocxlpmem").join("sim.img.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["serial"], 77);
+    assert_eq!(side["lpc_size"], 32 << 20);
+}
