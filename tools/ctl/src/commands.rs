@@ -89,8 +89,15 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
     }
     let dev = open(a)?;
     match (&cli.command, &dev) {
-        (Command::List, Dev::Sim(s)) => emit(f, &json!([info_sim(s)?]))?,
-        (Command::List | Command::Info, Dev::Kernel(c)) => emit(
+        (
+            Command::List {
+                dimms,
+                regions,
+                serial,
+            },
+            Dev::Sim(s),
+        ) => emit(f, &list_sim(s, *dimms, *regions, *serial)?)?,
+        (Command::List { .. } | Command::Info, Dev::Kernel(c)) => emit(
             f,
             &json!({ "kernel_device": c.device().describe(), "event_flags": c.event_check()? }),
         )?,
@@ -258,6 +265,34 @@ fn unreachable_selftest() -> CtlResult<()> {
         exit::FAILED,
         "selftest is dispatched before a device is opened",
     ))
+}
+
+/// `list` on a simulated card: one card, one DIMM, one pmem region after the label area.
+fn list_sim(
+    s: &SimDevice,
+    dimms: bool,
+    regions: bool,
+    serial: Option<u64>,
+) -> CtlResult<serde_json::Value> {
+    let id = s.identity;
+    if serial.is_some_and(|n| n != id.serial) {
+        return Ok(json!([]));
+    }
+    let mut c = info_sim(s)?;
+    if dimms {
+        c["dimms"] =
+            json!([{ "dev": "nmem0", "serial": id.serial, "label_area_size": LABEL_AREA_SIZE }]);
+    }
+    if regions {
+        c["regions"] = json!([{
+            "dev": "region0",
+            "offset": LABEL_AREA_SIZE,
+            "size": id.lpc_size.saturating_sub(LABEL_AREA_SIZE),
+            "interleave_set_cookie": id.serial,
+            "label_less": id.serial == 0,
+        }]);
+    }
+    Ok(json!([c]))
 }
 
 /// Identity and state of a simulated card.

@@ -91,8 +91,18 @@ impl DeviceArgs {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List cards (with their dimm, region and namespaces).
-    List,
+    /// List cards, with their dimm (-D) and pmem region (-R).
+    List {
+        /// Include each card's DIMM.
+        #[arg(short = 'D', long)]
+        dimms: bool,
+        /// Include each card's pmem region.
+        #[arg(short = 'R', long)]
+        regions: bool,
+        /// Only the card with this serial number.
+        #[arg(long, value_parser = parse_u64)]
+        serial: Option<u64>,
+    },
     /// Identity and state of the card.
     Info,
     /// One HEARTBEAT round trip.

@@ -79,6 +79,18 @@ fn info_reports_the_identity_fixed_at_creation() {
 fn list_heartbeat_health_smart_stats() {
     let d = tempfile::tempdir().unwrap();
     assert_eq!(ok(d.path(), &["list"])[0]["kind"], "sim");
+    assert!(ok(d.path(), &["list"])[0].get("regions").is_none());
+    let l = ok(d.path(), &["list", "-D", "-R"]);
+    assert_eq!(l[0]["dimms"][0]["dev"], "nmem0");
+    assert_eq!(l[0]["regions"][0]["offset"], 16 << 20);
+    assert_eq!(l[0]["regions"][0]["size"], 16 << 20);
+    assert_eq!(
+        ok(d.path(), &["list", "--serial", "1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(ok(d.path(), &["heartbeat"])["heartbeat"], "ok");
     let h = ok(d.path(), &["health"]);
     assert!(h["health_state"].is_string(), "{h}");
