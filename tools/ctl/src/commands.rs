@@ -159,6 +159,9 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             emit(f, &json!({ "file": file, "bytes": d.len() }))?
         }
         (Command::Monitor { count, timeout }, Dev::Sim(s)) => monitor(s, *count, *timeout)?,
+        (Command::Monitor { count, timeout }, Dev::Kernel(c)) => {
+            monitor_kernel(c, *count, *timeout)?
+        }
         (Command::ReadLabels { output_file, .. }, Dev::Sim(s)) => {
             let buf = sim_labels(s)?;
             labels_out(
@@ -351,11 +354,7 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::DeviceBack => ("device_back", json!(null)),
         Event::AccessFailed { error } => ("access_failed", json!(error)),
     };
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    json!({ "timestamp_ms": ts, "event": name, "detail": extra })
+    json!({ "timestamp_ms": now_ms(), "event": name, "detail": extra })
 }
 
 fn monitor(s: &SimDevice, count: Option<usize>, timeout: Option<u64>) -> CtlResult<()> {
@@ -383,6 +382,56 @@ fn monitor(s: &SimDevice, count: Option<usize>, timeout: Option<u64>) -> CtlResu
         }
     }
     Ok(())
+}
+
+/// Names of the ABI event flags (spec §4) that rose from `old` to `new`.
+fn risen_flags(old: u64, new: u64) -> Vec<&'static str> {
+    use ocxlpmem_regs::abi::event;
+    [
+        (event::ERROR_LOG_AVAILABLE, "error_log_available"),
+        (event::DUMP_AVAILABLE, "dump_available"),
+        (event::FIRMWARE_FATAL, "firmware_fatal"),
+        (event::HARDWARE_FATAL, "hardware_fatal"),
+    ]
+    .iter()
+    .filter(|(bit, _)| old & bit == 0 && new & bit != 0)
+    .map(|&(_, n)| n)
+    .collect()
+}
+
+/// `monitor` over the kernel ABI: polls EVENT_CHECK (no eventfd needed) every 10 ms.
+fn monitor_kernel(
+    c: &Client<KernelDevice>,
+    count: Option<usize>,
+    timeout: Option<u64>,
+) -> CtlResult<()> {
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_millis(t));
+    let (mut last, mut seen) = (0u64, 0usize);
+    loop {
+        let now = c.event_check()?;
+        for name in risen_flags(last, now) {
+            println!(
+                "{}",
+                json!({ "timestamp_ms": now_ms(), "event": name, "detail": null })
+            );
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(());
+            }
+        }
+        last = now;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn sim_labels(s: &SimDevice) -> CtlResult<Vec<u8>> {
@@ -457,4 +506,22 @@ fn write_file(f: crate::output::Format, p: &Path, input: &Path) -> CtlResult<i32
         .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
     emit(f, &json!({ "written_bytes": data.len() }))?;
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rising_event_flags_are_reported() {
+        assert_eq!(
+            risen_flags(0, 0b0011),
+            ["error_log_available", "dump_available"]
+        );
+        assert!(risen_flags(0b0011, 0b0001).is_empty());
+        assert_eq!(
+            risen_flags(0b0010, 0b1110),
+            ["firmware_fatal", "hardware_fatal"]
+        );
+    }
 }
