@@ -2,8 +2,9 @@
 //! config space), its lifecycle and the firmware thread that runs it.
 //!
 //! Lock order: `state`, then `hw.poison`. `config` is never held with either. The
-//! firmware thread holds `state` only while servicing; host register accesses hold it for
-//! one access.
+//! register file is lock-free ([`crate::regfile`]): host register accesses take no lock
+//! (except a CHIC of CDA, which discards the dump under `state`); the firmware thread
+//! holds `state` while servicing; control calls (reset, inject, ...) hold it briefly.
 
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
@@ -23,6 +24,7 @@ use crate::error::SimError;
 use crate::faults::Fault;
 use crate::memory::{Bar0Memory, LpcMemory};
 use crate::mmio::SimMmio;
+use crate::regfile::{Regs, WriteEffect};
 use crate::state::{Hw, State};
 
 /// VFIO region index of BAR 0 (global MMIO).
@@ -53,7 +55,7 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     pub config: Mutex<ConfigSpace>,
     /// Bumped on every event the firmware must look at.
-    pub doorbell: AtomicU64,
+    pub doorbell: crate::regfile::Padded<AtomicU64>,
     pub removed: AtomicBool,
     pub stop: AtomicBool,
     bar0_size: u64,
@@ -162,7 +164,9 @@ impl SimCard {
             Vec::new()
         };
         let clock = SimClock::new(cfg.clock);
-        let state = State::new(clock.now());
+        let regs = Regs::default();
+        regs.reset(clock.now());
+        let state = State::new();
         let config = ConfigSpace::new(&cfg);
         let inner = Arc::new(Inner {
             hw: Hw {
@@ -171,11 +175,12 @@ impl SimCard {
                 bar0,
                 lpc,
                 counters: Counters::default(),
+                regs,
                 poison: Mutex::new(Vec::new()),
             },
             state: Mutex::new(state),
             config: Mutex::new(config),
-            doorbell: AtomicU64::new(0),
+            doorbell: crate::regfile::Padded(AtomicU64::new(0)),
             removed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             bar0_size,
@@ -414,8 +419,7 @@ impl SimCard {
         }
         if offset < REGISTER_FILE_SIZE {
             bump(&i.hw.counters.register_reads, 1);
-            let now = i.hw.clock.now();
-            return lock(&i.state).read_register(&i.hw.cfg, now, offset);
+            return i.hw.regs.read(&i.hw.cfg, i.hw.clock.now(), offset);
         }
         bump(&i.hw.counters.command_area_accesses, 1);
         if i.in_segment(offset) {
@@ -433,10 +437,17 @@ impl SimCard {
         }
         if offset < REGISTER_FILE_SIZE {
             bump(&i.hw.counters.register_writes, 1);
-            let ring = lock(&i.state).write_register(offset, value);
-            if ring {
-                bump(&i.hw.counters.doorbells, 1);
-                i.ring();
+            match i.hw.regs.write(offset, value) {
+                WriteEffect::None => {}
+                WriteEffect::Doorbell => {
+                    bump(&i.hw.counters.doorbells, 1);
+                    i.ring();
+                }
+                WriteEffect::DiscardDump => {
+                    // The host declared the dump stale: it goes with its indicator.
+                    lock(&i.state).dump = None;
+                    i.hw.regs.unpost(ocxlpmem_regs::Chi::CDA);
+                }
             }
             return;
         }
@@ -451,7 +462,11 @@ impl SimCard {
     pub fn reset(&self) {
         let i = self.inner();
         let now = i.hw.clock.now();
-        lock(&i.state).reset(now);
+        {
+            let mut st = lock(&i.state);
+            st.reset(&i.hw, now);
+            st.publish(&i.hw);
+        }
         bump(&i.hw.counters.resets, 1);
         i.ring();
     }
@@ -479,6 +494,7 @@ impl SimCard {
                 }
                 _ => st.faults.add(fault, once),
             }
+            st.publish(&i.hw);
         }
         i.ring();
     }
@@ -500,7 +516,11 @@ impl SimCard {
         let i = self.inner();
         i.removed.store(false, Ordering::Release);
         let now = i.hw.clock.now();
-        lock(&i.state).clear_faults(now);
+        {
+            let mut st = lock(&i.state);
+            st.clear_faults(now);
+            st.publish(&i.hw);
+        }
         i.ring();
     }
 
@@ -539,7 +559,12 @@ impl SimCard {
     pub fn push_error_log(&self, entry: ErrorLogEntry) -> u32 {
         let i = self.inner();
         let now = i.hw.clock.now();
-        let id = lock(&i.state).push_log(&i.hw, now, entry);
+        let id = {
+            let mut st = lock(&i.state);
+            let id = st.push_log(&i.hw, now, entry);
+            st.publish(&i.hw);
+            id
+        };
         i.ring();
         id
     }

@@ -6,7 +6,6 @@ use ocxlpmem_regs::payload::{params as pp, smart, stats as st};
 use ocxlpmem_regs::{AreaLayout, Ccap0, CommandArea, Opcode, PayloadHeader, PayloadId, Status};
 
 use crate::config::SimConfig;
-use crate::counters::Counters;
 use crate::errlog::ErrorLogEntry;
 use crate::faults::CommandFaults;
 use crate::state::{Hw, Outcome, State};
@@ -109,9 +108,9 @@ pub(crate) fn execute(
             None => Outcome::status(Status::Fail),
             Some(q) => put_or_fail(hw, layout, &q.payload(layout.data_size)),
         },
-        Opcode::Smart => put_or_fail(hw, layout, &smart_payload(&hw.cfg, s, now)),
+        Opcode::Smart => put_or_fail(hw, layout, &smart_payload(&hw.cfg, now)),
         Opcode::ControllerStats => {
-            put_or_fail(hw, layout, &stats_payload(&hw.cfg, &hw.counters, s, now))
+            put_or_fail(hw, layout, &stats_payload(&hw.cfg, hw, s, now))
         }
         Opcode::ControllerDump => dump_chunk(s, hw, layout, params[0]),
         Opcode::CommandCaps => {
@@ -123,7 +122,7 @@ pub(crate) fn execute(
             }
             put_or_fail(hw, layout, &map)
         }
-        Opcode::SecureErase => secure_erase(s, hw, now),
+        Opcode::SecureErase => secure_erase(hw, now),
         Opcode::Unknown(_) => Outcome::status(Status::BadOpcode),
     }
 }
@@ -152,7 +151,7 @@ fn fw_update(s: &mut State, hw: &Hw, layout: AreaLayout, p: u64) -> Outcome {
 }
 
 fn fw_debug(s: &mut State, hw: &Hw, layout: AreaLayout, p: &[u64; 7]) -> Outcome {
-    if s.hci & ocxlpmem_regs::Hci::FDE == 0 {
+    if hw.regs.hci() & ocxlpmem_regs::Hci::FDE == 0 {
         return Outcome::status(Status::DebugBlocked);
     }
     let (action, function) = pp::split_fw_debug(p[0]);
@@ -201,9 +200,8 @@ fn fw_debug(s: &mut State, hw: &Hw, layout: AreaLayout, p: &[u64; 7]) -> Outcome
     out
 }
 
-fn smart_payload(cfg: &SimConfig, s: &State, now: Duration) -> Vec<u8> {
+fn smart_payload(cfg: &SimConfig, now: Duration) -> Vec<u8> {
     let hours = cfg.power_on_hours.saturating_add(now.as_secs() / 3600);
-    let _ = s;
     let attrs = [
         smart::Attribute {
             id: smart::ID_POWER_ON_HOURS,
@@ -240,8 +238,8 @@ fn smart_payload(cfg: &SimConfig, s: &State, now: Duration) -> Vec<u8> {
     words(&w)
 }
 
-fn stats_payload(cfg: &SimConfig, c: &Counters, s: &State, now: Duration) -> Vec<u8> {
-    let c = c.snapshot();
+fn stats_payload(cfg: &SimConfig, hw: &Hw, s: &State, now: Duration) -> Vec<u8> {
+    let c = hw.counters.snapshot();
     let latency = u64::from(Ccap0(cfg.ccap0).read_latency_ns());
     let secs32 = |d: Duration| u64::from(u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     let mut p = vec![0u8; st::TOTAL as usize];
@@ -259,7 +257,7 @@ fn stats_payload(cfg: &SimConfig, c: &Counters, s: &State, now: Duration) -> Vec
     );
     set(
         st::RESET,
-        (u64::from(s.reset_count) << 32) | secs32(now.saturating_sub(s.boot)),
+        (u64::from(s.reset_count) << 32) | secs32(now.saturating_sub(hw.regs.boot())),
     );
     set(
         st::UPTIME_LIFE,
@@ -308,8 +306,8 @@ fn dump_chunk(s: &State, hw: &Hw, layout: AreaLayout, p: u64) -> Outcome {
     put_or_fail(hw, layout, &out)
 }
 
-fn secure_erase(s: &State, hw: &Hw, now: Duration) -> Outcome {
-    let (_, ma) = s.readiness(&hw.cfg, now);
+fn secure_erase(hw: &Hw, now: Duration) -> Outcome {
+    let (_, ma) = hw.regs.readiness(&hw.cfg, now);
     if !ma {
         return Outcome::status(Status::MemUnavailable);
     }

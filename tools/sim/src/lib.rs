@@ -20,6 +20,7 @@ mod faults;
 mod firmware;
 mod memory;
 mod mmio;
+mod regfile;
 pub mod server;
 mod state;
 

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ocxlpmem_regs::{offsets as o, Chi, CommandArea, Hci, RequestHeader, ResponseHeader, Status};
+use ocxlpmem_regs::{Chi, CommandArea, Hci, RequestHeader, ResponseHeader, Status};
 
 use crate::clock::SimClock;
 use crate::config::SimConfig;
@@ -15,6 +15,7 @@ use crate::counters::{bump, Counters};
 use crate::errlog::{ErrorLogEntry, QueuedLog};
 use crate::faults::{CommandFaults, Fault, FaultSet};
 use crate::memory::{Bar0Memory, LpcMemory};
+use crate::regfile::{Regs, CRDY_BLOCKED, MA_BLOCKED};
 
 /// The parts of the card that need no state lock.
 #[derive(Debug)]
@@ -24,13 +25,10 @@ pub(crate) struct Hw {
     pub bar0: Bar0Memory,
     pub lpc: LpcMemory,
     pub counters: Counters,
+    pub regs: Regs,
     /// Poisoned LPC ranges. Lock order: state, then poison.
     pub poison: Mutex<Vec<Range<u64>>>,
 }
-
-/// CHI bits the host can clear through CHIC (the others are levels the controller
-/// derives from its state, so a CHIC write to them has no lasting effect).
-const CHI_EVENTS: u64 = Chi::ACRA | Chi::NSCRA | Chi::CDA;
 
 /// A command taken by the firmware and not answered yet.
 #[derive(Debug, Clone, Copy)]
@@ -64,12 +62,6 @@ pub(crate) const ERRLOG_QUEUE_MAX: usize = 256;
 
 #[derive(Debug)]
 pub(crate) struct State {
-    chi_events: u64,
-    chie: u64,
-    pub hci: u64,
-    ima: [u64; 4],
-    /// Simulated time of the last power-on or reset.
-    pub boot: Duration,
     pub shut_down: bool,
     /// Fatal bits entered through a once-fault (cleared by reset or clear_faults).
     pub entered_fatal: u64,
@@ -95,13 +87,8 @@ pub(crate) fn area_index(area: CommandArea) -> usize {
 const AREAS: [CommandArea; 2] = [CommandArea::Admin, CommandArea::NearStorage];
 
 impl State {
-    pub fn new(now: Duration) -> Self {
+    pub fn new() -> Self {
         State {
-            chi_events: 0,
-            chie: 0,
-            hci: 0,
-            ima: [0; 4],
-            boot: now,
             shut_down: false,
             entered_fatal: 0,
             faults: FaultSet::default(),
@@ -119,12 +106,8 @@ impl State {
 
     /// Controller reset (spec §10): CHI and HCI clear, readiness runs again, in-flight
     /// commands and a pending dump are dropped; error logs and LPC memory are kept.
-    pub fn reset(&mut self, now: Duration) {
-        self.chi_events = 0;
-        self.chie = 0;
-        self.hci = 0;
-        self.ima = [0; 4];
-        self.boot = now;
+    pub fn reset(&mut self, hw: &Hw, now: Duration) {
+        hw.regs.reset(now);
         self.shut_down = false;
         self.entered_fatal = 0;
         self.in_flight = [None, None];
@@ -148,101 +131,22 @@ impl State {
         self.fatal_bits() != 0
     }
 
-    /// CRDY and MA at `now`.
-    pub fn readiness(&self, cfg: &SimConfig, now: Duration) -> (bool, bool) {
-        if self.faults.has_any(Fault::ReadyDrops) || self.faults.has_any(Fault::NeverReady) {
-            return (false, false);
-        }
-        let since = now.saturating_sub(self.boot);
-        let crdy = since >= cfg.crdy_delay;
-        let ma = crdy
-            && !self.shut_down
-            && !self.faults.has_any(Fault::MemoryNeverAvailable)
-            && since >= cfg.crdy_delay.saturating_add(cfg.ma_delay);
-        (crdy, ma)
-    }
-
-    /// The CHI value at `now`.
-    pub fn chi(&self, cfg: &SimConfig, now: Duration) -> u64 {
-        let (crdy, ma) = self.readiness(cfg, now);
-        let mut v = self.chi_events | self.fatal_bits();
-        if crdy {
-            v |= Chi::CRDY;
-        }
-        if ma {
-            v |= Chi::MA;
-        }
+    /// Publishes the level bits the registers show (ELA, fatal bits, readiness blocks).
+    pub fn publish(&self, hw: &Hw) {
+        let mut v = self.fatal_bits();
         if !self.errlog.is_empty() {
             v |= Chi::ELA;
         }
-        v & Chi::DEFINED
-    }
-
-    /// A trapped register read (offset 8-aligned, below the register file's end).
-    pub fn read_register(&self, cfg: &SimConfig, now: Duration, offset: u64) -> u64 {
-        let area = |a: ocxlpmem_regs::AreaLayout| a.encode();
-        match offset {
-            o::CHI => self.chi(cfg, now),
-            o::CHIE => self.chie,
-            o::HCI => self.hci,
-            o::IMA0_OHP => self.ima[0],
-            o::IMA0_CFP => self.ima[1],
-            o::IMA1_OHP => self.ima[2],
-            o::IMA1_CFP => self.ima[3],
-            o::ACMA_CREQO => area(cfg.layout.admin).0,
-            o::ACMA_CDBO => area(cfg.layout.admin).1,
-            o::NSCMA_CREQO => area(cfg.layout.near_storage).0,
-            o::NSCMA_CDBO => area(cfg.layout.near_storage).1,
-            o::FWVER => u64::from_le_bytes(cfg.fwver),
-            o::CCAP0 => cfg.ccap0,
-            o::CCAP1 => cfg.ccap1,
-            // CHIC, CHIEC, HCIC read 0 (§1 Decision); CSTS and holes read 0.
-            _ => 0,
+        if self.faults.has_any(Fault::ReadyDrops) || self.faults.has_any(Fault::NeverReady) {
+            v |= CRDY_BLOCKED;
         }
-    }
-
-    /// A trapped register write. Returns true when the firmware must look (HCI changed).
-    pub fn write_register(&mut self, offset: u64, value: u64) -> bool {
-        match offset {
-            o::CHIC => {
-                self.chi_events &= !(value & CHI_EVENTS);
-                if value & Chi::CDA != 0 {
-                    // The host declared the dump stale: it is discarded with its indicator.
-                    self.dump = None;
-                }
-                false
-            }
-            o::CHIE => {
-                self.chie = value & Chi::DEFINED;
-                false
-            }
-            o::CHIEC => {
-                self.chie &= !value;
-                false
-            }
-            o::HCI => {
-                let set = value & Hci::DEFINED;
-                self.hci |= set;
-                set != 0
-            }
-            o::HCIC => {
-                self.hci &= !value;
-                false
-            }
-            o::IMA0_OHP => self.set_ima(0, value),
-            o::IMA0_CFP => self.set_ima(1, value),
-            o::IMA1_OHP => self.set_ima(2, value),
-            o::IMA1_CFP => self.set_ima(3, value),
-            // Read-only registers and holes ignore writes.
-            _ => false,
+        if self.shut_down || self.faults.has_any(Fault::MemoryNeverAvailable) {
+            v |= MA_BLOCKED;
         }
-    }
-
-    fn set_ima(&mut self, i: usize, v: u64) -> bool {
-        if let Some(r) = self.ima.get_mut(i) {
-            *r = v;
+        // Store only on change: the host polls this line.
+        if hw.regs.levels.load(std::sync::atomic::Ordering::Acquire) != v {
+            hw.regs.levels.store(v, std::sync::atomic::Ordering::SeqCst);
         }
-        false
     }
 
     /// Queues an error log (the oldest is dropped beyond [`ERRLOG_QUEUE_MAX`]).
@@ -256,7 +160,7 @@ impl State {
             id,
             entry: e,
             power_on_seconds: u32::try_from(now.as_secs()).unwrap_or(u32::MAX),
-            timestamp: u64::try_from(now.saturating_sub(self.boot).as_nanos()).unwrap_or(u64::MAX),
+            timestamp: u64::try_from(now.saturating_sub(hw.regs.boot()).as_nanos()).unwrap_or(u64::MAX),
             wwid: hw.cfg.wwid,
             fw_revision: hw.cfg.fwver,
         });
@@ -274,13 +178,13 @@ impl State {
             }
             .encode(),
         );
-        self.chi_events |= Chi::ACRA;
+        hw.regs.post(Chi::ACRA);
     }
 
     /// Stale state at open: an uncollected dump, or a pending CD request.
     pub fn make_stale_dump(&mut self, hw: &Hw) {
         if self.faults.has_any(Fault::DumpNeverCompletes) {
-            self.hci |= Hci::CD;
+            hw.regs.request(Hci::CD);
         } else {
             self.produce_dump(hw);
         }
@@ -289,19 +193,26 @@ impl State {
     fn produce_dump(&mut self, hw: &Hw) {
         self.dump_seq = self.dump_seq.wrapping_add(1);
         self.dump = Some(crate::commands::dump_contents(&hw.cfg, self.dump_seq));
-        self.chi_events |= Chi::CDA;
+        hw.regs.post(Chi::CDA);
     }
 
     /// One pass of the firmware at `now`: completes due commands, takes doorbells and
     /// requests. Returns the next simulated time something is due, if any.
     pub fn service(&mut self, hw: &Hw, now: Duration) -> Option<Duration> {
-        let (crdy, _) = self.readiness(&hw.cfg, now);
+        self.publish(hw);
+        let next = self.service_inner(hw, now);
+        self.publish(hw);
+        next
+    }
+
+    fn service_inner(&mut self, hw: &Hw, now: Duration) -> Option<Duration> {
+        let (crdy, _) = hw.regs.readiness(&hw.cfg, now);
         if self.is_fatal() {
             return None;
         }
         if !crdy {
             // Doorbells wait for the controller; wake when CRDY is due.
-            return Some(self.boot.saturating_add(hw.cfg.crdy_delay));
+            return Some(hw.regs.boot().saturating_add(hw.cfg.crdy_delay));
         }
         for area in AREAS {
             let i = area_index(area);
@@ -314,38 +225,41 @@ impl State {
         }
         for area in AREAS {
             let i = area_index(area);
-            if self.hci & area.doorbell() != 0 && self.in_flight[i].is_none() {
+            if hw.regs.hci() & area.doorbell() != 0 && self.in_flight[i].is_none() {
                 self.take(hw, area, now);
                 if self.is_fatal() {
                     return None;
                 }
             }
         }
-        if self.hci & Hci::CD != 0 && !self.faults.has_any(Fault::DumpNeverCompletes) {
+        let hci = hw.regs.hci();
+        if hci & Hci::CD != 0 && !self.faults.has_any(Fault::DumpNeverCompletes) {
             self.produce_dump(hw);
-            self.hci &= !Hci::CD;
+            hw.regs.consume(Hci::CD);
         }
-        if self.hci & Hci::CDC != 0 {
+        if hci & Hci::CDC != 0 {
             self.dump = None;
-            self.chi_events &= !Chi::CDA;
-            self.hci &= !Hci::CDC;
+            hw.regs.unpost(Chi::CDA);
+            hw.regs.consume(Hci::CDC);
         }
-        if self.hci & Hci::CHPD != 0 {
+        if hci & Hci::CHPD != 0 {
             let e = crate::commands::health_log(&hw.cfg, hw, now);
             self.push_log(hw, now, e);
-            self.hci &= !Hci::CHPD;
+            self.publish(hw);
+            hw.regs.consume(Hci::CHPD);
         }
-        if self.hci & Hci::AR != 0 {
-            self.reset(now);
+        if hci & Hci::AR != 0 {
+            self.reset(hw, now);
+            self.publish(hw);
             bump(&hw.counters.resets, 1);
-            return Some(self.boot.saturating_add(hw.cfg.crdy_delay));
+            return Some(hw.regs.boot().saturating_add(hw.cfg.crdy_delay));
         }
         self.in_flight.iter().flatten().filter_map(|f| f.due).min()
     }
 
     fn take(&mut self, hw: &Hw, area: CommandArea, now: Duration) {
         // ACRW/NSCRW clear when the request is taken, before the response (§10).
-        self.hci &= !area.doorbell();
+        hw.regs.consume(area.doorbell());
         let req = hw.cfg.layout.area(area).request_offset;
         let header = RequestHeader::decode(hw.bar0.read_u64(req));
         let mut params = [0u64; 7];
@@ -413,7 +327,9 @@ impl State {
             }
             .encode(),
         );
-        self.chi_events |= area.response_available();
+        // Levels the command changed (ELA, MA) are visible before its response is.
+        self.publish(hw);
+        hw.regs.post(area.response_available());
     }
 
     /// Clears every fault; commands held by a timeout complete at the next pass.
