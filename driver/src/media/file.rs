@@ -29,7 +29,9 @@ pub enum WindowError {
         source: io::Error,
     },
     /// The backing object's size is not the card's LPC size.
-    #[error("{path}: size is {actual} bytes but the window must be lpc_size = {expected} bytes; {fix}")]
+    #[error(
+        "{path}: size is {actual} bytes but the window must be lpc_size = {expected} bytes; {fix}"
+    )]
     SizeMismatch {
         /// The file or device.
         path: PathBuf,
@@ -334,9 +336,15 @@ mod tests {
     fn open_with_wrong_size_names_both_sizes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("media");
-        std::fs::File::create(&p).unwrap().set_len(SIZE - 4096).unwrap();
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(SIZE - 4096)
+            .unwrap();
         let e = FileWindow::open(&p, SIZE).unwrap_err();
-        assert!(matches!(e, WindowError::SizeMismatch { expected: SIZE, .. }), "{e}");
+        assert!(
+            matches!(e, WindowError::SizeMismatch { expected: SIZE, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("truncate"), "{e}");
     }
 
@@ -353,7 +361,10 @@ mod tests {
     fn missing_file_error_names_path_and_op() {
         let e = FileWindow::open("/nonexistent/ocxlpmem-media", SIZE).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("/nonexistent/ocxlpmem-media") && s.contains("open"), "{s}");
+        assert!(
+            s.contains("/nonexistent/ocxlpmem-media") && s.contains("open"),
+            "{s}"
+        );
     }
 
     #[test]

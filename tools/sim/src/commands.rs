@@ -109,9 +109,7 @@ pub(crate) fn execute(
             Some(q) => put_or_fail(hw, layout, &q.payload(layout.data_size)),
         },
         Opcode::Smart => put_or_fail(hw, layout, &smart_payload(&hw.cfg, now)),
-        Opcode::ControllerStats => {
-            put_or_fail(hw, layout, &stats_payload(&hw.cfg, hw, s, now))
-        }
+        Opcode::ControllerStats => put_or_fail(hw, layout, &stats_payload(&hw.cfg, hw, s, now)),
         Opcode::ControllerDump => dump_chunk(s, hw, layout, params[0]),
         Opcode::CommandCaps => {
             // Simulator format (§3.10 leaves it open): a 256-bit map of supported opcodes.

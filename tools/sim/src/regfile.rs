@@ -108,7 +108,8 @@ impl Regs {
 
     /// Sets CHI event bits (the firmware posting a response or a dump).
     pub fn post(&self, bits: u64) {
-        self.chi_events.fetch_or(bits & CHI_EVENTS, Ordering::SeqCst);
+        self.chi_events
+            .fetch_or(bits & CHI_EVENTS, Ordering::SeqCst);
     }
 
     /// Clears CHI event bits.

@@ -160,7 +160,8 @@ impl State {
             id,
             entry: e,
             power_on_seconds: u32::try_from(now.as_secs()).unwrap_or(u32::MAX),
-            timestamp: u64::try_from(now.saturating_sub(hw.regs.boot()).as_nanos()).unwrap_or(u64::MAX),
+            timestamp: u64::try_from(now.saturating_sub(hw.regs.boot()).as_nanos())
+                .unwrap_or(u64::MAX),
             wwid: hw.cfg.wwid,
             fw_revision: hw.cfg.fwver,
         });
