@@ -453,13 +453,20 @@ mod tests {
 
     #[test]
     fn ioctl_numbers_match_the_uapi_header() {
-        // _IO(';', 100 + n): no direction, no size, type 0x3B in bits 15:8.
-        assert_eq!(numbers::vfio_io(0), 0x3B64);
-        assert_eq!(numbers::vfio_io(1), 0x3B65);
-        assert_eq!(numbers::vfio_io(6), 0x3B6A);
-        assert_eq!(numbers::vfio_io(8), 0x3B6C);
-        assert_eq!(numbers::vfio_io(12), 0x3B70);
-        assert_eq!(numbers::vfio_io(21), 0x3B79);
+        // _IO(';', 100 + n): no size, type 0x3B in bits 15:8. "No direction" is 0 in the
+        // generic layout but _IOC_NONE = 1 in bits 31:29 on powerpc (asm/ioctl.h), so
+        // VFIO_GET_API_VERSION is 0x3B64 on x86-64 and 0x20003B64 on ppc64le.
+        let none: u64 = if cfg!(any(target_arch = "powerpc", target_arch = "powerpc64")) {
+            1 << 29
+        } else {
+            0
+        };
+        assert_eq!(numbers::vfio_io(0), none | 0x3B64);
+        assert_eq!(numbers::vfio_io(1), none | 0x3B65);
+        assert_eq!(numbers::vfio_io(6), none | 0x3B6A);
+        assert_eq!(numbers::vfio_io(8), none | 0x3B6C);
+        assert_eq!(numbers::vfio_io(12), none | 0x3B70);
+        assert_eq!(numbers::vfio_io(21), none | 0x3B79);
     }
 
     #[test]
