@@ -1,1 +1,100 @@
-//! The `bar` media window backend.
+//! The card's LPC memory (BAR 4) mapped through a transport.
+//!
+//! On the card this is the persistent memory itself: coherent with the CPU caches, so a
+//! store is persistent once its cache line is flushed and the flush has drained
+//! ([`Granularity::CacheLine`]). The whole BAR is mapped once; the window owns the mapping.
+
+use std::io;
+use std::ops::Range;
+use std::ptr::NonNull;
+
+use super::{Granularity, MediaKind, MediaWindow};
+use crate::transport::{region, RegionMap, Transport, TransportError};
+
+/// BAR 4 of a card, mapped.
+#[derive(Debug)]
+pub struct BarWindow {
+    map: RegionMap,
+    describe: String,
+}
+
+impl BarWindow {
+    /// Maps the whole of BAR 4 of `transport`.
+    pub fn open(transport: &dyn Transport) -> Result<BarWindow, TransportError> {
+        let info = transport.region_info(region::BAR4)?;
+        if info.size == 0 {
+            return Err(TransportError::NoSuchRegion {
+                index: region::BAR4,
+                device: transport.describe(),
+            });
+        }
+        let map = transport.map_region(region::BAR4, 0, info.size)?;
+        Ok(BarWindow {
+            map,
+            describe: format!("{} BAR 4 ({} MiB)", transport.describe(), info.size >> 20),
+        })
+    }
+}
+
+impl MediaWindow for BarWindow {
+    fn kind(&self) -> MediaKind {
+        MediaKind::Bar
+    }
+
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn base(&self) -> NonNull<u8> {
+        self.map.as_ptr()
+    }
+
+    fn granularity(&self) -> Granularity {
+        Granularity::CacheLine
+    }
+
+    fn sync(&self, range: Range<u64>) -> io::Result<()> {
+        let len = self.len();
+        if range.start > range.end || range.end > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("sync range {range:?} is outside the {len:#x}-byte window"),
+            ));
+        }
+        let (start, n) = (range.start as usize, (range.end - range.start) as usize);
+        // SAFETY: [start, start + n) lies inside the mapping, which lives as long as self.
+        unsafe { crate::pmem::persist(self.map.as_ptr().as_ptr().add(start), n) };
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use crate::transport::sim::SimTransport;
+    use ocxlpmem_sim::{SimCard, SimConfig};
+
+    #[test]
+    fn bar_window_maps_the_whole_lpc_memory_and_syncs_inside_it() {
+        let cfg = SimConfig {
+            lpc_size: 64 << 20,
+            ..SimConfig::default()
+        };
+        let t = SimTransport::new(SimCard::new(cfg).unwrap());
+        let w = BarWindow::open(&t).unwrap();
+        assert_eq!(w.len(), 64 << 20);
+        assert_eq!(w.kind(), MediaKind::Bar);
+        // SAFETY: offset 0x2000 is inside the 64 MiB window.
+        unsafe { w.base().as_ptr().add(0x2000).write_volatile(0xc3) };
+        w.sync(0x2000..0x2001).unwrap();
+        let mut b = [0u8; 1];
+        t.region_read(region::BAR4, 0x2000, &mut b).unwrap();
+        assert_eq!(b[0], 0xc3);
+        assert!(w.sync(0..(64 << 20) + 1).is_err());
+        assert!(w.describe().contains("BAR 4 (64 MiB)"), "{}", w.describe());
+    }
+}
