@@ -12,7 +12,7 @@ pub mod vfio_user;
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 /// VFIO region indices of a PCI function (`VFIO_PCI_*_REGION_INDEX`).
@@ -189,6 +189,57 @@ impl RegionMap {
             len,
             _owner: owner,
         }
+    }
+
+    /// Maps `len` bytes at `offset` of region `info` from the file `fd`, where the region
+    /// starts at `file_offset` (a VFIO device fd, a vfio-user region fd, the simulator's
+    /// memory file). Refuses ranges outside one mmap area and empty ranges; `device` names
+    /// the device in errors.
+    pub fn map_file(
+        fd: BorrowedFd<'_>,
+        file_offset: u64,
+        info: &RegionInfo,
+        offset: u64,
+        len: u64,
+        device: &str,
+    ) -> Result<RegionMap> {
+        let index = info.index;
+        let refuse = |why: String| TransportError::NotMappable {
+            index,
+            offset,
+            len,
+            why,
+        };
+        if !info.is_mappable(offset, len) {
+            return Err(refuse(format!(
+                "outside the mmap areas {:x?} (or no mmap flag)",
+                info.mmap_areas
+            )));
+        }
+        let ulen =
+            usize::try_from(len).map_err(|_| refuse("longer than the address space".into()))?;
+        if ulen == 0 {
+            return Err(refuse("an empty mapping".into()));
+        }
+        let at = file_offset
+            .checked_add(offset)
+            .ok_or_else(|| refuse("file offset overflows".into()))?;
+        let map = memmap2::MmapOptions::new()
+            .offset(at)
+            .len(ulen)
+            .map_raw(fd.as_raw_fd())
+            .map_err(|source| TransportError::Io {
+                op: format!(
+                    "mmap of region {index} {offset:#x}+{len:#x} (file offset {at:#x}) of {device}"
+                ),
+                source,
+            })?;
+        let ptr = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| refuse("mmap returned a null pointer".into()))?;
+        // SAFETY: `map` is a fresh shared read-write mapping of exactly `ulen` bytes at
+        // `ptr`; it moves into the RegionMap, which unmaps it on drop, and nothing else
+        // unmaps it.
+        Ok(unsafe { RegionMap::from_raw(ptr, ulen, Box::new(map)) })
     }
 
     /// Start of the mapping.

@@ -6,8 +6,7 @@
 //! areas are mapped from the card's memory file, as a VFIO device fd would be.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::OwnedFd;
 
 use ocxlpmem_sim::{SimCard, SimError};
 
@@ -114,26 +113,11 @@ impl Transport for SimTransport {
             len,
             why: why.to_string(),
         };
-        if len == 0 || !info.is_mappable(offset, len) {
-            return Err(not_mappable("not inside one mmap-able area"));
-        }
         let (fd, base) = self
             .card
             .region_fd(index)
             .ok_or_else(|| not_mappable("the region has no backing file"))?;
-        let len_usize = usize::try_from(len).map_err(|_| not_mappable("too long"))?;
-        let map = memmap2::MmapOptions::new()
-            .offset(base + offset)
-            .len(len_usize)
-            .map_raw(fd.as_raw_fd())
-            .map_err(|source| TransportError::Io {
-                op: format!("mmap region {index} at {offset:#x}+{len:#x}"),
-                source,
-            })?;
-        let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(|| not_mappable("null mapping"))?;
-        // SAFETY: `map` is a shared read-write mapping of `len` bytes at `ptr`, owned by the
-        // RegionMap from here on and unmapped only when it drops.
-        Ok(unsafe { RegionMap::from_raw(ptr, len_usize, Box::new(map)) })
+        RegionMap::map_file(fd, base, &info, offset, len, &self.describe())
     }
 
     fn irq_info(&self, index: u32) -> Result<IrqInfo> {

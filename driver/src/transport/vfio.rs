@@ -28,7 +28,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use vfio_bindings::bindings::vfio::{
     VFIO_EEH, VFIO_EEH_PE_CONFIGURE, VFIO_EEH_PE_GET_STATE, VFIO_EEH_PE_RESET_DEACTIVATE,
     VFIO_EEH_PE_RESET_HOT, VFIO_EEH_PE_STATE_NORMAL, VFIO_EEH_PE_STATE_RESET,
@@ -330,9 +329,6 @@ impl Transport for VfioTransport {
             len,
             why: why.to_string(),
         };
-        if !r.info.is_mappable(offset, len) {
-            return Err(refuse("outside the region's mmap areas (or no mmap flag)"));
-        }
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
             .ok()
             .flatten()
@@ -341,22 +337,14 @@ impl Transport for VfioTransport {
         if !offset.is_multiple_of(page) {
             return Err(refuse("offset is not page aligned"));
         }
-        let ulen = usize::try_from(len).map_err(|_| refuse("length does not fit usize"))?;
-        if ulen == 0 {
-            return Err(refuse("empty mapping"));
-        }
-        let map = memmap2::MmapOptions::new()
-            .offset(r.fd_offset + offset)
-            .len(ulen)
-            .map_raw(self.device.as_raw_fd() as RawFd)
-            .map_err(|source| TransportError::Io {
-                op: format!("mmap region {index} {offset:#x}+{len:#x} of {}", self.bdf),
-                source,
-            })?;
-        let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(|| refuse("mmap returned null"))?;
-        // SAFETY: `map` is a fresh shared read-write mapping of `ulen` bytes at `ptr`; it is
-        // moved into the RegionMap, which unmaps it on drop and nothing else unmaps it.
-        Ok(unsafe { RegionMap::from_raw(ptr, ulen, Box::new(map)) })
+        RegionMap::map_file(
+            self.device.as_fd(),
+            r.fd_offset,
+            &r.info,
+            offset,
+            len,
+            &self.bdf.to_string(),
+        )
     }
 
     fn irq_info(&self, index: u32) -> Result<IrqInfo> {

@@ -12,10 +12,9 @@ mod socket;
 mod wire;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -470,41 +469,18 @@ impl Transport for VfioUserTransport {
             len,
             why,
         };
-        if !entry.info.is_mappable(offset, len) {
-            return Err(not(format!(
-                "outside the mmap areas {:x?}",
-                entry.info.mmap_areas
-            )));
-        }
         let fd = entry
             .fd
             .as_ref()
             .ok_or_else(|| not("the server sent no descriptor".into()))?;
-        let file_offset = entry
-            .file_offset
-            .checked_add(offset)
-            .ok_or_else(|| not("file offset overflows".into()))?;
-        let len_usize =
-            usize::try_from(len).map_err(|_| not("longer than the address space".into()))?;
-        if len_usize == 0 {
-            return Err(not("an empty mapping".into()));
-        }
-        let map = memmap2::MmapOptions::new()
-            .offset(file_offset)
-            .len(len_usize)
-            .map_raw(fd.as_raw_fd())
-            .map_err(|source| TransportError::Io {
-                op: format!(
-                    "mmap of region {index} {offset:#x}+{len:#x} (file offset {file_offset:#x}) from {}",
-                    self.describe()
-                ),
-                source,
-            })?;
-        let ptr = NonNull::new(map.as_mut_ptr())
-            .ok_or_else(|| not("mmap returned a null pointer".into()))?;
-        // SAFETY: `map` is a live shared read-write mapping of exactly `len_usize` bytes at
-        // `ptr`; the RegionMap owns it and unmaps it on drop, nothing else unmaps it.
-        Ok(unsafe { RegionMap::from_raw(ptr, len_usize, Box::new(map)) })
+        RegionMap::map_file(
+            fd.as_fd(),
+            entry.file_offset,
+            &entry.info,
+            offset,
+            len,
+            &self.describe(),
+        )
     }
 
     fn irq_info(&self, index: u32) -> Result<IrqInfo> {
