@@ -462,10 +462,9 @@ mod tests {
         p
     }
 
-    #[test]
-    fn open_without_vfio_module_says_modprobe() {
-        let t = tempfile::tempdir().unwrap();
-        let p = fake_paths(t.path());
+    /// Fake paths with one card, 0000:01:00.1, bound to vfio-pci in IOMMU group 7.
+    fn bound_card(t: &Path) -> VfioPaths {
+        let p = fake_paths(t);
         add_device(
             &p.sysfs,
             "0000:01:00.1",
@@ -473,6 +472,13 @@ mod tests {
             Some("vfio-pci"),
             Some(7),
         );
+        p
+    }
+
+    #[test]
+    fn open_without_vfio_module_says_modprobe() {
+        let t = tempfile::tempdir().unwrap();
+        let p = bound_card(t.path());
         let e = VfioTransport::open_with("0000:01:00.1", &p).unwrap_err();
         assert!(matches!(e, VfioError::VfioMissing { .. }), "{e:?}");
         assert!(e.to_string().contains("modprobe vfio-pci"), "{e}");
@@ -481,14 +487,7 @@ mod tests {
     #[test]
     fn a_container_that_is_not_vfio_fails_with_the_ioctl_name() {
         let t = tempfile::tempdir().unwrap();
-        let p = fake_paths(t.path());
-        add_device(
-            &p.sysfs,
-            "0000:01:00.1",
-            (0x1014, 0x0625),
-            Some("vfio-pci"),
-            Some(7),
-        );
+        let p = bound_card(t.path());
         std::fs::write(p.dev_vfio.join("vfio"), "").unwrap();
         let e = VfioTransport::open_with("0000:01:00.1", &p).unwrap_err();
         match e {

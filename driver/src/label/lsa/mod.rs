@@ -123,14 +123,8 @@ fn chunk_len(lsa: &dyn Lsa) -> usize {
 
 /// Reads `buf.len()` bytes at `offset`, in transfers of at most `max_xfer` bytes.
 pub fn read_exact(lsa: &dyn Lsa, offset: u64, buf: &mut [u8]) -> Result<(), LsaError> {
-    let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-    if offset.checked_add(len).is_none_or(|end| end > lsa.size()) {
-        return Err(LsaError::OutOfBounds {
-            offset,
-            len,
-            size: lsa.size(),
-        });
-    }
+    // The bounds of the whole transfer; chunking below keeps each part under max_xfer.
+    check_transfer(offset, buf.len(), lsa.size(), u64::MAX)?;
     let mut at = offset;
     for chunk in buf.chunks_mut(chunk_len(lsa)) {
         lsa.read(at, chunk)?;
@@ -144,14 +138,7 @@ pub fn read_exact(lsa: &dyn Lsa, offset: u64, buf: &mut [u8]) -> Result<(), LsaE
 /// Not atomic across chunks (no provider is); the index protocol above makes a torn
 /// write harmless.
 pub fn write_all(lsa: &dyn Lsa, offset: u64, data: &[u8]) -> Result<(), LsaError> {
-    let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-    if offset.checked_add(len).is_none_or(|end| end > lsa.size()) {
-        return Err(LsaError::OutOfBounds {
-            offset,
-            len,
-            size: lsa.size(),
-        });
-    }
+    check_transfer(offset, data.len(), lsa.size(), u64::MAX)?;
     let mut at = offset;
     for chunk in data.chunks(chunk_len(lsa)) {
         lsa.write(at, chunk)?;
