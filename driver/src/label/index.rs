@@ -402,9 +402,11 @@ impl IndexBlock {
         (self.seq & 3) as u8
     }
 
-    /// Encodes the block into `index_size` bytes with its checksum over mysize bytes.
+    /// Encodes the block into `index_size` bytes (at least the 72-byte header) with its
+    /// checksum over mysize bytes.
     pub fn encode(&self, index_size: u64) -> Vec<u8> {
-        let mut b = vec![0u8; index_size as usize];
+        let size = usize::try_from(index_size.max(INDEX_HEADER_SIZE)).unwrap_or(usize::MAX);
+        let mut b = vec![0u8; size];
         b[..16].copy_from_slice(&INDEX_SIGNATURE);
         b[16..19].copy_from_slice(&self.flags);
         b[19] = self.labelsize;
@@ -419,7 +421,9 @@ impl IndexBlock {
         let start = INDEX_HEADER_SIZE as usize;
         let n = self.free.len().min(b.len().saturating_sub(start));
         b[start..start + n].copy_from_slice(&self.free[..n]);
-        let span = (self.mysize.min(index_size)) as usize;
+        let span = usize::try_from(self.mysize)
+            .unwrap_or(usize::MAX)
+            .clamp(INDEX_HEADER_SIZE as usize, b.len());
         let sum = fletcher64_without(&b[..span], INDEX_CHECKSUM_OFFSET);
         b[64..72].copy_from_slice(&sum.to_le_bytes());
         b

@@ -94,3 +94,12 @@ fn namespace_label_round_trips_and_checks_slot_and_checksum() {
 
     assert!(label.set_name(&"x".repeat(64)).is_err());
 }
+
+#[test]
+fn index_encode_of_a_too_small_size_still_yields_a_whole_header() {
+    let layout = Layout::for_size(LSA, LabelVersion::V1_2).unwrap();
+    let block = IndexBlock::new(&layout, 0, 1, all_free(layout.nslot));
+    let bytes = block.encode(16);
+    assert_eq!(bytes.len(), 72);
+    assert_eq!(&bytes[..16], b"NAMESPACE_INDEX\0");
+}
