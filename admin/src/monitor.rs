@@ -191,8 +191,9 @@ impl Monitor {
         &self.events
     }
 
-    /// An eventfd whose counter grows by one per event: poll it for readability, then
-    /// call [`Monitor::take_signals`] and drain [`Monitor::events`].
+    /// An eventfd whose counter grows by one per event, signalled after the event is
+    /// queued: poll it for readability, then call [`Monitor::take_signals`] and drain
+    /// [`Monitor::events`].
     pub fn eventfd(&self) -> BorrowedFd<'_> {
         self.eventfd.as_fd()
     }
@@ -297,6 +298,7 @@ mod tests {
 
     #[test]
     fn thread_delivers_on_channel_and_eventfd_and_stops_on_drop() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use ocxlpmem_regs::VecMmio;
         let mem = Arc::new(VecMmio::new(0x400));
         mem.write_u64(offsets::CHI, READY).unwrap();
@@ -307,7 +309,10 @@ mod tests {
         let wait = Duration::from_secs(5);
         mem.write_u64(offsets::CHI, READY | Chi::ELA).unwrap();
         assert_eq!(m.events().recv_timeout(wait), Ok(Event::ErrorLogAvailable));
-        assert!(m.take_signals().unwrap() >= 1);
+        // The thread queues the event before it signals: wait for the eventfd.
+        let mut fds = [PollFd::new(m.eventfd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(5000u16)), Ok(1));
+        assert_eq!(m.take_signals().unwrap(), 1);
         assert_eq!(m.take_signals().unwrap(), 0);
         mem.write_u64(offsets::CHI, u64::MAX).unwrap();
         assert_eq!(m.events().recv_timeout(wait), Ok(Event::DeviceGone));
