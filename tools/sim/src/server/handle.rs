@@ -204,7 +204,7 @@ fn region_info<'m>(model: &'m dyn DeviceModel, f: Fields<'_>) -> Handled<'m> {
     // has to guess which parts it may map.
     let mut caps = Body::default();
     if mappable {
-        flags |= FLAG_MMAP | FLAG_CAPS;
+        flags |= FLAG_MMAP;
         caps = caps
             .u16(CAP_SPARSE_MMAP)
             .u16(1)
@@ -216,23 +216,26 @@ fn region_info<'m>(model: &'m dyn DeviceModel, f: Fields<'_>) -> Handled<'m> {
         }
     }
     let needed = REGION_INFO_SIZE + caps.0.len() as u32;
-    let fits = argsz >= needed;
+    // A client whose argsz is too small for the capability gets the size it needs and
+    // asks again. The CAPS flag and the fd go only with a reply that carries the
+    // capability (as libvfio-user does): QEMU's vfio-user-pci refuses a reply with CAPS
+    // set and no capability offset ("failed to get region 4 info: Invalid argument").
+    let with_caps = mappable && argsz >= needed;
+    if with_caps {
+        flags |= FLAG_CAPS;
+    }
     let file_offset = r.fd.map_or(0, |(_, o)| o);
     let body = Body::default()
         .u32(needed)
         .u32(flags)
         .u32(index)
-        .u32(if mappable && fits {
-            REGION_INFO_SIZE
-        } else {
-            0
-        })
+        .u32(if with_caps { REGION_INFO_SIZE } else { 0 })
         .u64(r.size)
         .u64(file_offset);
-    let body = if fits { body.bytes(&caps.0) } else { body };
+    let body = if with_caps { body.bytes(&caps.0) } else { body };
     Ok(Reply {
         body: body.0,
-        fd: if mappable {
+        fd: if with_caps {
             r.fd.map(|(fd, _)| fd)
         } else {
             None

@@ -11,10 +11,12 @@ use std::time::Duration;
 use super::wire::{cmd, flags, Body, Fields, Header, HEADER_SIZE};
 use super::*;
 
-/// BAR0: 0x100 bytes of 8-byte registers; config: 0x100 bytes; everything else absent.
+/// BAR0: 0x100 bytes of 8-byte registers; config: 0x100 bytes; BAR4: 0x2000 bytes of a
+/// file, the second page mmap-able; everything else absent.
 struct Fake {
     regs: Mutex<[u64; 32]>,
     resets: Mutex<u32>,
+    memory: std::fs::File,
 }
 
 impl Fake {
@@ -22,6 +24,7 @@ impl Fake {
         Fake {
             regs: Mutex::new([0; 32]),
             resets: Mutex::new(0),
+            memory: tempfile::tempfile().expect("temporary file"),
         }
     }
 }
@@ -29,6 +32,13 @@ impl Fake {
 impl DeviceModel for Fake {
     fn region(&self, index: u32) -> RegionDesc<'_> {
         match index {
+            4 => RegionDesc {
+                size: 0x2000,
+                read: true,
+                write: true,
+                mmap_areas: vec![(0x1000, 0x1000)],
+                fd: Some((self.memory.as_fd(), 0)),
+            },
             0 | 7 => RegionDesc {
                 size: 0x100,
                 read: true,
@@ -351,4 +361,49 @@ fn bind_replaces_a_stale_socket() {
     drop(l); // the file stays, nobody listens
     let server = Server::bind(&path).expect("stale socket replaced");
     assert!(UnixStream::connect(server.path()).is_ok());
+}
+
+/// Asks for region 4's info with `argsz`; returns (argsz, flags, cap_offset, body length).
+fn region4_info(s: &mut UnixStream, argsz: u32) -> (u32, u32, u32, usize) {
+    let (r, body) = call(
+        s,
+        7,
+        cmd::DEVICE_GET_REGION_INFO,
+        &Body::default()
+            .u32(argsz)
+            .u32(0)
+            .u32(4)
+            .u32(0)
+            .u64(0)
+            .u64(0)
+            .0,
+    );
+    assert_eq!(r.flags & flags::ERROR, 0, "error reply {}", r.error);
+    let f = Fields(&body);
+    (
+        f.u32(0).expect("argsz"),
+        f.u32(4).expect("flags"),
+        f.u32(12).expect("cap_offset"),
+        body.len(),
+    )
+}
+
+#[test]
+fn region_info_sets_caps_only_when_the_capability_is_sent() {
+    // QEMU's vfio-user-pci refuses a reply with the CAPS flag and no capability offset
+    // ("failed to get region 4 info: Invalid argument"); it asks with argsz 32 first.
+    let srv = Running::start(None);
+    let mut s = negotiated(&srv);
+    let (needed, flags_small, cap_small, len_small) = region4_info(&mut s, 32);
+    // Header (32) + sparse cap header (16) + one area (16).
+    assert_eq!(needed, 64);
+    assert_eq!(flags_small & 0x4, 0x4, "MMAP is always reported");
+    assert_eq!(flags_small & 0x8, 0, "no CAPS flag without the capability");
+    assert_eq!((cap_small, len_small), (0, 32));
+    let (argsz, flags_big, cap_big, len_big) = region4_info(&mut s, needed);
+    assert_eq!(argsz, needed);
+    assert_eq!(flags_big & 0xC, 0xC, "MMAP and CAPS with the capability");
+    assert_eq!((cap_big, len_big), (32, needed as usize));
+    drop(s);
+    assert_eq!(srv.stop().expect("server"), ServeEnd::Stopped);
 }
