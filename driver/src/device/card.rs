@@ -42,6 +42,11 @@ pub struct CardOptions {
     pub recover: bool,
     /// Send a heartbeat once the card is ready.
     pub heartbeat: bool,
+    /// Fail when the card does not become ready (or is in a fatal state). Without it, a
+    /// diagnostic tool still gets the admin handle (to read the error log or take a dump
+    /// of a broken card) and [`CardInfo::not_ready`] says what is wrong. A card that is
+    /// gone fails either way.
+    pub require_ready: bool,
 }
 
 /// The readiness bound used when CCAP0's timeouts read 0.
@@ -59,6 +64,7 @@ impl Default for CardOptions {
             admin: AdminOptions::default(),
             recover: true,
             heartbeat: true,
+            require_ready: true,
         }
     }
 }
@@ -140,8 +146,10 @@ pub struct CardInfo {
     pub ccap1: Ccap1,
     /// FWVER as text (8 ASCII bytes, trailing spaces kept off).
     pub fw_version: String,
-    /// How readiness was reached.
-    pub ready: Ready,
+    /// How readiness was reached (`None` when it was not: see `not_ready`).
+    pub ready: Option<Ready>,
+    /// Why the card is not ready, when [`CardOptions::require_ready`] was off.
+    pub not_ready: Option<String>,
     /// What was cleaned up.
     pub recovered: Vec<Recovery>,
     /// Things worth telling a user that did not stop bring-up.
@@ -179,7 +187,9 @@ impl CardInfo {
             },
             "max_dump_size": self.ccap1.max_dump_size(),
             "fw_version": self.fw_version,
-            "ready_after_us": self.ready.waited.as_micros() as u64,
+            "ready": self.ready.is_some(),
+            "ready_after_us": self.ready.map(|r| r.waited.as_micros() as u64),
+            "not_ready": self.not_ready,
             "recovered": self.recovered,
             "warnings": self.warnings,
         })
@@ -306,13 +316,23 @@ impl Card {
                 b
             }
         });
-        let ready = match wait_ready(mmio.as_ref(), budget) {
-            Ok(r) => r,
-            Err(e) => return Err(not_ready(e, &device, &mmio, opts)),
+        let (ready, not_ready_why) = match wait_ready(mmio.as_ref(), budget) {
+            Ok(r) => (Some(r), None),
+            Err(NotReady::Gone) => return Err(DeviceError::Gone { device }),
+            Err(e) => {
+                // Reading the log drains it: only when the error that shows it is returned.
+                let e = not_ready(e, &device, &mmio, opts, opts.require_ready);
+                if opts.require_ready {
+                    return Err(e);
+                }
+                tracing::warn!(%device, "continuing with a card that is not ready: {e}");
+                (None, Some(e.to_string()))
+            }
         };
+        let usable = ready.is_some();
 
         // Leftovers of a previous owner, then the admin handle and a heartbeat.
-        let recovered = if opts.recover {
+        let recovered = if opts.recover && usable {
             recover_registers(mmio.as_ref(), &device)?
         } else {
             Vec::new()
@@ -326,7 +346,7 @@ impl Card {
             }
         })?;
         let mut recovered = recovered;
-        if opts.recover {
+        if opts.recover && usable {
             let chi = admin.read_chi().map_err(|source| DeviceError::Admin {
                 what: "reading CHI",
                 device: device.clone(),
@@ -344,7 +364,7 @@ impl Card {
         for r in &recovered {
             tracing::warn!(%device, "bring-up: {r}");
         }
-        if opts.heartbeat {
+        if opts.heartbeat && usable {
             admin.heartbeat().map_err(|source| DeviceError::Admin {
                 what: "the bring-up heartbeat",
                 device: device.clone(),
@@ -369,6 +389,7 @@ impl Card {
             ccap1,
             fw_version,
             ready,
+            not_ready: not_ready_why,
             recovered,
             warnings,
         };
@@ -415,8 +436,9 @@ impl Card {
             .ready_timeout
             .unwrap_or_else(|| self.info.ccap0.readiness_budget().max(DEFAULT_READY_BUDGET));
         let ready = wait_ready(self.mmio.as_ref(), budget)
-            .map_err(|e| not_ready(e, &device, &self.mmio, opts))?;
-        self.info.ready = ready;
+            .map_err(|e| not_ready(e, &device, &self.mmio, opts, true))?;
+        self.info.ready = Some(ready);
+        self.info.not_ready = None;
         Ok(ready)
     }
 }
@@ -579,11 +601,17 @@ fn recover_registers(mmio: &dyn Mmio, device: &str) -> Result<Vec<Recovery>, Dev
 
 /// Turns a failed readiness wait into the error a user sees, with the error log when
 /// CHI.ELA says there is one.
-fn not_ready(e: NotReady, device: &str, mmio: &Arc<GlobalMmio>, opts: &CardOptions) -> DeviceError {
+fn not_ready(
+    e: NotReady,
+    device: &str,
+    mmio: &Arc<GlobalMmio>,
+    opts: &CardOptions,
+    read_log: bool,
+) -> DeviceError {
     // The log can only be read while the controller serves commands (CRDY set, not
     // fatal): a stopped firmware would make every read wait for its command timeout.
     let log = |chi: Chi| -> Vec<ErrorLogEntry> {
-        if chi.0 & Chi::ELA == 0 || chi.0 & Chi::CRDY == 0 || chi.is_fatal() {
+        if !read_log || chi.0 & Chi::ELA == 0 || chi.0 & Chi::CRDY == 0 || chi.is_fatal() {
             return Vec::new();
         }
         let m: Arc<dyn Mmio> = mmio.clone();

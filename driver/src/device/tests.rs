@@ -132,7 +132,8 @@ fn brings_up_the_simulated_card_from_its_config_space() {
         info.fw_version,
         String::from_utf8_lossy(&cfg.fwver).trim_end()
     );
-    assert!(info.ready.chi.is_ready());
+    assert!(info.ready.unwrap().chi.is_ready());
+    assert!(info.not_ready.is_none());
     assert!(info.recovered.is_empty());
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
     assert!(sim.afu_enabled(), "bring-up enables the AFU");
@@ -247,6 +248,32 @@ fn never_ready_names_the_missing_bits_and_shows_the_error_log() {
         }
         other => panic!("{other:?}"),
     }
+    // A diagnostic open still gets the admin handle and says what is wrong.
+    let (sim, t) = card_with(small());
+    sim.inject(Fault::MemoryNeverAvailable);
+    sim.push_error_log(SimLog {
+        log_type: 1,
+        action_flags: 0,
+        program_reference_code: 7,
+        data: Vec::new(),
+    });
+    let diag = CardOptions {
+        require_ready: false,
+        ..opts.clone()
+    };
+    let card = Card::open(t, &diag).unwrap();
+    assert!(card.info().ready.is_none());
+    assert!(card
+        .info()
+        .not_ready
+        .as_ref()
+        .unwrap()
+        .contains("MA never set"));
+    assert_eq!(
+        card.admin().error_log_all().unwrap().len(),
+        1,
+        "a diagnostic open leaves the log for the user"
+    );
 }
 
 #[test]

@@ -2,31 +2,38 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ocxlpmem::label::lsa::{read_all, write_all, Lsa, MediaLsa};
+use ocxlpmem::media::MediaWindow;
 
 use ocxlpmem_admin::{Destructive, Event, Monitor, MonitorOptions};
 use ocxlpmem_ioctl::{Client, IoctlDevice, KernelDevice};
 use ocxlpmem_regs::abi::LABEL_AREA_SIZE;
-use ocxlpmem_sim::REGION_BAR4;
 use serde_json::json;
 
 use crate::output::{emit, exit, CtlError, CtlResult};
-use crate::target::{SimDevice, SimOptions};
+use crate::target::{
+    card_options, open_sim, open_vfio, open_vfio_user, CardDevice, Kind, SimOptions,
+};
 use crate::{Cli, Command, DeviceArgs};
 
 /// An opened device.
 pub enum Dev {
-    /// The embedded simulated card.
-    Sim(Box<SimDevice>),
+    /// A card brought up by this driver (simulated, vfio, vfio-user).
+    Card(Box<CardDevice>),
     /// The kernel driver's char device.
     Kernel(Client<KernelDevice>),
 }
 
-/// Opens the device `args` selects.
-pub fn open(args: &DeviceArgs) -> CtlResult<Dev> {
+/// Opens the device `args` selects. `strict` bring-up fails on a card that is not ready;
+/// diagnostic commands open without it, to read the log or a dump of a broken card.
+pub fn open(args: &DeviceArgs, strict: bool) -> CtlResult<Dev> {
     if let Some(k) = &args.kernel {
         return Ok(Dev::Kernel(Client::open(k)?));
     }
+    let opts = card_options(args.ready_timeout(), args.mmio, strict);
     if args.sim || args.sim_image.is_some() {
         let o = SimOptions {
             image: args.sim_image.clone(),
@@ -34,21 +41,25 @@ pub fn open(args: &DeviceArgs) -> CtlResult<Dev> {
             size: args.sim_size,
             faults: args.sim_fault.clone(),
             error_logs: args.sim_error_logs,
-            ready_timeout: args.ready_timeout(),
         };
-        return Ok(Dev::Sim(Box::new(SimDevice::open(&o)?)));
+        return Ok(Dev::Card(Box::new(open_sim(&o, &opts)?)));
     }
-    if args.bdf.is_some() || args.index.is_some() || args.vfio_user.is_some() {
+    if let Some(bdf) = &args.bdf {
+        return Ok(Dev::Card(Box::new(open_vfio(bdf, &opts)?)));
+    }
+    if let Some(socket) = &args.vfio_user {
+        return Ok(Dev::Card(Box::new(open_vfio_user(socket, &opts)?)));
+    }
+    if args.index.is_some() {
         return Err(CtlError::new(
             exit::UNSUPPORTED,
-            "--bdf, --index and --vfio-user are not wired into this build of ocxlpmem-ctl yet",
+            "--index needs card discovery, which is not wired into this build of ocxlpmem-ctl yet",
         )
-        .hint(
-            "use --sim for the simulated card or --kernel /dev/ocxlpmemN with the kernel driver",
-        ));
+        .hint("select the card with --bdf BDF (function 1, bound to vfio-pci)"));
     }
-    Err(CtlError::new(exit::USAGE, "no device selected")
-        .hint("pass --sim (simulated card), --kernel /dev/ocxlpmemN, or --bdf BDF"))
+    Err(CtlError::new(exit::USAGE, "no device selected").hint(
+        "pass --sim (simulated card), --bdf BDF (vfio-pci), --vfio-user SOCKET or --kernel /dev/ocxlpmemN",
+    ))
 }
 
 fn kernel_unsupported(what: &str) -> CtlError {
@@ -87,7 +98,15 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
         } => return write_file(f, p, input),
         _ => {}
     }
-    let dev = open(a)?;
+    let strict = !matches!(
+        cli.command,
+        Command::ErrorLog
+            | Command::ControllerDump { .. }
+            | Command::Monitor { .. }
+            | Command::MmioRead { .. }
+            | Command::MmioWrite { .. }
+    );
+    let dev = open(a, strict)?;
     match (&cli.command, &dev) {
         (
             Command::List {
@@ -95,23 +114,23 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 regions,
                 serial,
             },
-            Dev::Sim(s),
-        ) => emit(f, &list_sim(s, *dimms, *regions, *serial)?)?,
+            Dev::Card(s),
+        ) => emit(f, &list_card(s, *dimms, *regions, *serial)?)?,
         (Command::List { .. } | Command::Info, Dev::Kernel(c)) => emit(
             f,
             &json!({ "kernel_device": c.device().describe(), "event_flags": c.event_check()? }),
         )?,
-        (Command::Info, Dev::Sim(s)) => emit(f, &info_sim(s)?)?,
-        (Command::Heartbeat, Dev::Sim(s)) => {
+        (Command::Info, Dev::Card(s)) => emit(f, &info_card(s)?)?,
+        (Command::Heartbeat, Dev::Card(s)) => {
             let t = Instant::now();
-            s.admin.heartbeat()?;
+            s.admin().heartbeat()?;
             emit(
                 f,
                 &json!({ "heartbeat": "ok", "round_trip_us": t.elapsed().as_micros() as u64 }),
             )?
         }
-        (Command::Health, Dev::Sim(s)) => emit(f, &s.admin.health()?)?,
-        (Command::Smart, Dev::Sim(s)) => emit(f, &json!({ "attributes": s.admin.smart()? }))?,
+        (Command::Health, Dev::Card(s)) => emit(f, &s.admin().health()?)?,
+        (Command::Smart, Dev::Card(s)) => emit(f, &json!({ "attributes": s.admin().smart()? }))?,
         (Command::Smart, Dev::Kernel(c)) => {
             let v: Vec<_> = c
                 .smart()?
@@ -120,8 +139,8 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .collect();
             emit(f, &json!({ "attributes": v }))?
         }
-        (Command::ErrorLog, Dev::Sim(s)) => {
-            let e = s.admin.error_log_all()?;
+        (Command::ErrorLog, Dev::Card(s)) => {
+            let e = s.admin().error_log_all()?;
             emit(f, &json!({ "count": e.len(), "entries": e }))?
         }
         (Command::ErrorLog, Dev::Kernel(c)) => {
@@ -132,7 +151,7 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .collect();
             emit(f, &json!({ "count": v.len(), "entries": v }))?
         }
-        (Command::Stats, Dev::Sim(s)) => emit(f, &s.admin.stats()?)?,
+        (Command::Stats, Dev::Card(s)) => emit(f, &s.admin().stats()?)?,
         (Command::Stats, Dev::Kernel(c)) => {
             let s = c.controller_stats()?;
             emit(
@@ -140,16 +159,16 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 &json!({ "reset_count": s.reset_count, "seconds_since_reset": s.reset_uptime, "power_on_uptime_seconds": s.power_on_uptime, "life_remaining_percent": s.life_remaining, "media_read_count": s.media_read_count, "media_write_count": s.media_write_count }),
             )?
         }
-        (Command::RequestHealth, Dev::Sim(s)) => {
-            s.admin.request_health()?;
+        (Command::RequestHealth, Dev::Card(s)) => {
+            s.admin().request_health()?;
             emit(f, &json!({ "requested": true }))?
         }
         (Command::RequestHealth, Dev::Kernel(c)) => {
             c.request_health()?;
             emit(f, &json!({ "requested": true }))?
         }
-        (Command::ControllerDump { file }, Dev::Sim(s)) => {
-            let bytes = dump_to_file(s, file)?;
+        (Command::ControllerDump { file }, Dev::Card(s)) => {
+            let bytes = dump_to_file(s.admin(), file)?;
             emit(f, &json!({ "file": file, "bytes": bytes }))?
         }
         (Command::ControllerDump { file }, Dev::Kernel(c)) => {
@@ -158,31 +177,28 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", file.display())))?;
             emit(f, &json!({ "file": file, "bytes": d.len() }))?
         }
-        (Command::Monitor { count, timeout }, Dev::Sim(s)) => monitor(s, *count, *timeout)?,
+        (Command::Monitor { count, timeout }, Dev::Card(s)) => {
+            monitor(s.admin(), *count, *timeout)?
+        }
         (Command::Monitor { count, timeout }, Dev::Kernel(c)) => {
             monitor_kernel(c, *count, *timeout)?
         }
-        (Command::ReadLabels { output_file, .. }, Dev::Sim(s)) => {
+        (Command::ReadLabels { output_file, .. }, Dev::Card(s)) => {
             let buf = sim_labels(s)?;
-            labels_out(
-                f,
-                &buf,
-                output_file.as_deref(),
-                &s.image.display().to_string(),
-            )?
+            labels_out(f, &buf, output_file.as_deref(), &s.source())?
         }
-        (Command::ZeroLabels { .. }, Dev::Sim(s)) => {
+        (Command::ZeroLabels { .. }, Dev::Card(s)) => {
             write_sim_labels(s, &vec![0u8; LABEL_AREA_SIZE as usize])?;
             emit(f, &json!({ "zeroed_bytes": LABEL_AREA_SIZE }))?
         }
-        (Command::WriteLabels { input, .. }, Dev::Sim(s)) => {
+        (Command::WriteLabels { input, .. }, Dev::Card(s)) => {
             let data = read_input(input)?;
             write_sim_labels(s, &data)?;
             emit(f, &json!({ "written_bytes": data.len() }))?
         }
-        (Command::MmioRead { offset }, Dev::Sim(s)) => {
+        (Command::MmioRead { offset }, Dev::Card(s)) => {
             need_unsafe(a, "mmio-read")?;
-            let v = s.admin.raw_read(*offset)?;
+            let v = s.admin().raw_read(*offset)?;
             emit(
                 f,
                 &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
@@ -196,9 +212,9 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
             )?
         }
-        (Command::MmioWrite { offset, value }, Dev::Sim(s)) => {
+        (Command::MmioWrite { offset, value }, Dev::Card(s)) => {
             let t = need_unsafe(a, "mmio-write")?;
-            s.admin.raw_write(*offset, *value, &t)?;
+            s.admin().raw_write(*offset, *value, &t)?;
             emit(f, &json!({ "offset": offset, "written": value }))?
         }
         (Command::MmioWrite { offset, value }, Dev::Kernel(c)) => {
@@ -214,7 +230,7 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 param2,
                 out_size,
             },
-            Dev::Sim(s),
+            Dev::Card(s),
         ) => {
             let t = need_unsafe(a, "fw-debug")?;
             let bad = |w: &str| CtlError::new(exit::USAGE, format!("--{w} is out of range"));
@@ -233,19 +249,19 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                     .map_err(|_| bad("out-size"))?
                     .min(1 << 20)
             ];
-            let n = s.admin.fw_debug(&req, &mut out, &t)?;
+            let n = s.admin().fw_debug(&req, &mut out, &t)?;
             out.truncate(n);
             emit(f, &json!({ "bytes": n, "data": out }))?
         }
-        (Command::FwUpdate { image }, Dev::Sim(s)) => {
+        (Command::FwUpdate { image }, Dev::Card(s)) => {
             let t = need_unsafe(a, "fw-update")?;
             let data = read_input(image)?;
-            s.admin.fw_update(&data, &t)?;
+            s.admin().fw_update(&data, &t)?;
             emit(f, &json!({ "updated": true, "bytes": data.len() }))?
         }
-        (Command::Shutdown, Dev::Sim(s)) => {
+        (Command::Shutdown, Dev::Card(s)) => {
             let t = need_unsafe(a, "shutdown")?;
-            s.admin.shutdown(&t)?;
+            s.admin().shutdown(&t)?;
             emit(f, &json!({ "shutdown": true }))?
         }
         (Command::Shutdown, Dev::Kernel(c)) => {
@@ -253,9 +269,9 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             c.shutdown()?;
             emit(f, &json!({ "shutdown": true }))?
         }
-        (Command::SecureErase, Dev::Sim(s)) => {
+        (Command::SecureErase, Dev::Card(s)) => {
             let t = need_unsafe(a, "secure-erase")?;
-            emit(f, &s.admin.secure_erase(&t)?)?
+            emit(f, &s.admin().secure_erase(&t)?)?
         }
         (cmd, Dev::Kernel(_)) => return Err(kernel_unsupported(&format!("{cmd:?}"))),
         (Command::Selftest { .. }, _) => unreachable_selftest()?,
@@ -270,58 +286,68 @@ fn unreachable_selftest() -> CtlResult<()> {
     ))
 }
 
-/// `list` on a simulated card: one card, one DIMM, one pmem region after the label area.
-fn list_sim(
-    s: &SimDevice,
+/// `list` on one card: the card, its DIMM and its pmem region after the label area.
+fn list_card(
+    s: &CardDevice,
     dimms: bool,
     regions: bool,
     serial: Option<u64>,
 ) -> CtlResult<serde_json::Value> {
-    let id = s.identity;
-    if serial.is_some_and(|n| n != id.serial) {
+    let info = s.card.info();
+    if serial.is_some_and(|n| n != info.serial) {
         return Ok(json!([]));
     }
-    let mut c = info_sim(s)?;
+    let lpc_size = lpc_size(s);
+    let mut c = info_card(s)?;
     if dimms {
         c["dimms"] =
-            json!([{ "dev": "nmem0", "serial": id.serial, "label_area_size": LABEL_AREA_SIZE }]);
+            json!([{ "dev": "nmem0", "serial": info.serial, "label_area_size": LABEL_AREA_SIZE }]);
     }
     if regions {
         c["regions"] = json!([{
             "dev": "region0",
             "offset": LABEL_AREA_SIZE,
-            "size": id.lpc_size.saturating_sub(LABEL_AREA_SIZE),
-            "interleave_set_cookie": id.serial,
-            "label_less": id.serial == 0,
+            "size": lpc_size.map(|l| l.saturating_sub(LABEL_AREA_SIZE)),
+            "interleave_set_cookie": info.serial,
+            "label_less": info.serial == 0,
         }]);
     }
     Ok(json!([c]))
 }
 
-/// Identity and state of a simulated card.
-pub fn info_sim(s: &SimDevice) -> CtlResult<serde_json::Value> {
-    let chi = s.admin.read_chi()?;
-    let fw = s
-        .admin
-        .raw_read(ocxlpmem_regs::offsets::FWVER)?
-        .to_le_bytes();
-    Ok(json!({
-        "kind": "sim",
-        "image": s.image,
-        "serial": s.identity.serial,
-        "serial_hex": format!("{:#x}", s.identity.serial),
-        "lpc_size": s.identity.lpc_size,
-        "label_area_size": LABEL_AREA_SIZE,
-        "region_size": s.identity.lpc_size.saturating_sub(LABEL_AREA_SIZE),
-        "fw_version": String::from_utf8_lossy(&fw).into_owned(),
-        "chi": chi.bits(),
-        "chi_bits": chi.names(),
-        "ready": chi.is_ready(),
-        "max_dump_size": s.admin.max_dump_size(),
-    }))
+fn lpc_size(s: &CardDevice) -> Option<u64> {
+    match &s.kind {
+        Kind::Sim { identity, .. } => Some(identity.lpc_size),
+        _ => s.card.info().lpc_size,
+    }
 }
 
-fn dump_to_file(s: &SimDevice, path: &Path) -> CtlResult<u64> {
+/// Identity and state of a card: what bring-up learned plus CHI now.
+pub fn info_card(s: &CardDevice) -> CtlResult<serde_json::Value> {
+    let chi = s.admin().read_chi()?;
+    let mut v = s.card.info().to_json();
+    let lpc = lpc_size(s);
+    let (kind, source) = match &s.kind {
+        Kind::Sim { image, .. } => ("sim", json!({ "image": image })),
+        Kind::Vfio { bdf } => ("vfio", json!({ "bdf": bdf })),
+        Kind::VfioUser { socket } => ("vfio-user", json!({ "socket": socket })),
+    };
+    v["kind"] = json!(kind);
+    if let (Some(o), Some(src)) = (v.as_object_mut(), source.as_object()) {
+        o.extend(src.clone());
+    }
+    v["serial_hex"] = json!(format!("{:#x}", s.card.info().serial));
+    v["lpc_size"] = json!(lpc);
+    v["label_area_size"] = json!(LABEL_AREA_SIZE);
+    v["region_size"] = json!(lpc.map(|l| l.saturating_sub(LABEL_AREA_SIZE)));
+    v["chi"] = json!(chi.bits());
+    v["chi_bits"] = json!(chi.names());
+    v["ready"] = json!(chi.is_ready());
+    v["max_dump_size"] = json!(s.admin().max_dump_size());
+    Ok(v)
+}
+
+fn dump_to_file(admin: &ocxlpmem_admin::Admin, path: &Path) -> CtlResult<u64> {
     let mut file = std::fs::File::create(path).map_err(|e| {
         CtlError::new(
             exit::FAILED,
@@ -329,13 +355,11 @@ fn dump_to_file(s: &SimDevice, path: &Path) -> CtlResult<u64> {
         )
     })?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(s.admin.max_dump_size())
+        indicatif::ProgressBar::new(admin.max_dump_size())
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let n = s
-        .admin
-        .dump(&mut file, &mut |p| bar.set_position(p.offset))?;
+    let n = admin.dump(&mut file, &mut |p| bar.set_position(p.offset))?;
     bar.finish_and_clear();
     file.flush()
         .map_err(|e| CtlError::new(exit::FAILED, format!("writing {}: {e}", path.display())))?;
@@ -357,8 +381,12 @@ fn event_json(e: &Event) -> serde_json::Value {
     json!({ "timestamp_ms": now_ms(), "event": name, "detail": extra })
 }
 
-fn monitor(s: &SimDevice, count: Option<usize>, timeout: Option<u64>) -> CtlResult<()> {
-    let m = Monitor::for_admin(&s.admin, MonitorOptions::default())?;
+fn monitor(
+    admin: &ocxlpmem_admin::Admin,
+    count: Option<usize>,
+    timeout: Option<u64>,
+) -> CtlResult<()> {
+    let m = Monitor::for_admin(admin, MonitorOptions::default())?;
     let deadline = timeout.map(|t| Instant::now() + Duration::from_millis(t));
     let mut seen = 0usize;
     while count.is_none_or(|c| seen < c) {
@@ -434,24 +462,32 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn sim_labels(s: &SimDevice) -> CtlResult<Vec<u8>> {
-    let mut buf = vec![0u8; LABEL_AREA_SIZE as usize];
-    s.card
-        .region_read(REGION_BAR4, 0, &mut buf)
-        .map_err(|e| CtlError::new(exit::DEVICE, format!("reading the label area: {e}")))?;
-    Ok(buf)
+fn label_area(s: &CardDevice) -> CtlResult<MediaLsa> {
+    let w: Arc<dyn MediaWindow> = Arc::new(s.media()?);
+    Ok(MediaLsa::new(w))
 }
 
-fn write_sim_labels(s: &SimDevice, data: &[u8]) -> CtlResult<()> {
-    if data.len() as u64 > LABEL_AREA_SIZE {
+fn lsa_error(e: ocxlpmem::label::lsa::LsaError) -> CtlError {
+    CtlError::new(exit::DEVICE, format!("label area: {e}"))
+}
+
+fn sim_labels(s: &CardDevice) -> CtlResult<Vec<u8>> {
+    read_all(&label_area(s)?).map_err(lsa_error)
+}
+
+fn write_sim_labels(s: &CardDevice, data: &[u8]) -> CtlResult<()> {
+    let lsa = label_area(s)?;
+    if data.len() as u64 > lsa.size() {
         return Err(CtlError::new(
             exit::USAGE,
-            format!("{} bytes do not fit the 16 MiB label area", data.len()),
+            format!(
+                "{} bytes do not fit the {}-byte label area",
+                data.len(),
+                lsa.size()
+            ),
         ));
     }
-    s.card
-        .region_write(REGION_BAR4, 0, data)
-        .map_err(|e| CtlError::new(exit::DEVICE, format!("writing the label area: {e}")))
+    write_all(&lsa, 0, data).map_err(lsa_error)
 }
 
 fn read_input(p: &Path) -> CtlResult<Vec<u8>> {

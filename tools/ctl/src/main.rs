@@ -73,18 +73,23 @@ pub struct DeviceArgs {
     /// The proposed kernel driver's char device, e.g. /dev/ocxlpmem0.
     #[arg(long, value_name = "DEV", global = true)]
     pub kernel: Option<PathBuf>,
-    /// How long to wait for the card to become ready, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000, global = true)]
-    pub ready_timeout: u64,
+    /// How long to wait for the card to become ready, in milliseconds (default: the
+    /// card's own worst case from CCAP0).
+    #[arg(long, value_name = "MS", global = true)]
+    pub ready_timeout: Option<u64>,
+    /// Where the global MMIO area is, as BAR:OFFSET:SIZE, for kernels whose vfio-pci
+    /// hides the DVSECs (the AFU descriptor says it otherwise).
+    #[arg(long, value_name = "BAR:OFFSET:SIZE", global = true)]
+    pub mmio: Option<ocxlpmem::device::MmioLocation>,
     /// Allow debug and destructive commands.
     #[arg(long = "unsafe", global = true)]
     pub allow_unsafe: bool,
 }
 
 impl DeviceArgs {
-    /// The readiness bound.
-    pub fn ready_timeout(&self) -> Duration {
-        Duration::from_millis(self.ready_timeout)
+    /// The readiness bound, if one was given.
+    pub fn ready_timeout(&self) -> Option<Duration> {
+        self.ready_timeout.map(Duration::from_millis)
     }
 }
 

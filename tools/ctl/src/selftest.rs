@@ -6,7 +6,13 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::commands::{info_sim, open, Dev};
+use std::sync::Arc;
+
+use ocxlpmem::label::lsa::{read_exact, MediaLsa};
+use ocxlpmem::media::MediaWindow;
+use ocxlpmem_regs::abi::LABEL_AREA_SIZE;
+
+use crate::commands::{info_card, open, Dev};
 use crate::output::{emit, exit, CtlError, CtlResult};
 use crate::Cli;
 
@@ -51,12 +57,12 @@ pub fn run(cli: &Cli, destructive: bool) -> CtlResult<i32> {
             );
         }
     }
-    let dev = match open(a) {
+    let dev = match open(a, true) {
         Ok(d) => d,
         Err(e) if e.code == exit::UNSUPPORTED => return skip(cli, e.message),
         Err(e) => return Err(e),
     };
-    let Dev::Sim(s) = &dev else {
+    let Dev::Card(s) = &dev else {
         return skip(
             cli,
             "selftest needs admin access (--sim or --bdf); the kernel ABI lacks heartbeat".into(),
@@ -72,10 +78,10 @@ pub fn run(cli: &Cli, destructive: bool) -> CtlResult<i32> {
             Err(e) => json!({ "step": name, "result": "fail", "detail": e.message }),
         });
     };
-    step("discovery", info_sim(s));
+    step("discovery", info_card(s));
     step(
         "readiness",
-        s.admin.read_chi().map_err(CtlError::from).and_then(|c| {
+        s.admin().read_chi().map_err(CtlError::from).and_then(|c| {
             if c.is_ready() {
                 Ok(json!(c.names()))
             } else {
@@ -88,48 +94,68 @@ pub fn run(cli: &Cli, destructive: bool) -> CtlResult<i32> {
     );
     step(
         "heartbeat",
-        s.admin.heartbeat().map(|_| json!("ok")).map_err(Into::into),
+        s.admin()
+            .heartbeat()
+            .map(|_| json!("ok"))
+            .map_err(Into::into),
     );
     step(
         "error_log_drain",
-        s.admin
+        s.admin()
             .error_log_all()
             .map(|e| json!(e.len()))
             .map_err(Into::into),
     );
     step(
         "statistics",
-        s.admin.stats().map(|x| json!(x)).map_err(Into::into),
+        s.admin().stats().map(|x| json!(x)).map_err(Into::into),
     );
     step(
         "smart",
-        s.admin.smart().map(|x| json!(x.len())).map_err(Into::into),
+        s.admin()
+            .smart()
+            .map(|x| json!(x.len()))
+            .map_err(Into::into),
     );
-    let mut lab = vec![0u8; 4096];
+    let media = s.media().map(|w| Arc::new(w) as Arc<dyn MediaWindow>);
+    let no_media = |e: &CtlError| CtlError::new(e.code, e.message.clone());
     step(
         "labels_read_only",
-        s.card
-            .region_read(ocxlpmem_sim::REGION_BAR4, 0, &mut lab)
-            .map(|_| json!({ "index_signature": lab.starts_with(b"NAMESPACE_INDEX") }))
-            .map_err(|e| CtlError::new(exit::FAILED, e.to_string())),
+        media.as_ref().map_err(no_media).and_then(|w| {
+            let lsa = MediaLsa::new(Arc::clone(w));
+            let mut lab = vec![0u8; 4096];
+            read_exact(&lsa, 0, &mut lab)
+                .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+            Ok(json!({ "index_signature": lab.starts_with(b"NAMESPACE_INDEX") }))
+        }),
     );
-    let mut media = vec![0u8; 4096];
     step(
         "media_read",
-        s.card
-            .region_read(
-                ocxlpmem_sim::REGION_BAR4,
-                ocxlpmem_regs::abi::LABEL_AREA_SIZE,
-                &mut media,
-            )
-            .map(|_| json!({ "bytes": media.len() }))
-            .map_err(|e| CtlError::new(exit::FAILED, e.to_string())),
+        media.as_ref().map_err(no_media).and_then(|w| {
+            let mut buf = vec![0u8; 4096];
+            if w.len() < LABEL_AREA_SIZE + buf.len() as u64 {
+                return Err(CtlError::new(
+                    exit::FAILED,
+                    format!("{} is no larger than the label area", w.describe()),
+                ));
+            }
+            // SAFETY: the window maps w.len() bytes, checked to cover
+            // [LABEL_AREA_SIZE, LABEL_AREA_SIZE + 4096); `buf` is a distinct allocation.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    w.base().as_ptr().add(LABEL_AREA_SIZE as usize),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            Ok(json!({ "bytes": buf.len(), "window": w.describe() }))
+        }),
     );
     if destructive {
         let mut sink = Vec::new();
         step(
             "controller_dump",
-            s.admin
+            s.admin()
                 .dump(&mut sink, &mut |_| {})
                 .map(|n| json!(n))
                 .map_err(Into::into),
