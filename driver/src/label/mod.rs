@@ -19,4 +19,6 @@ pub use namespace::{NamespaceEntry, NamespaceState};
 pub use set::{LabelArea, LabelSet, Uninitialized, UninitializedKind};
 
 #[cfg(test)]
+mod set_tests;
+#[cfg(test)]
 mod tests;
