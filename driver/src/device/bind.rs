@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::discovery::{self, bind_commands, describe_peers, link_name, read_attr, Bdf};
 use crate::transport::vfio::error::describe_owner;
@@ -66,8 +66,9 @@ pub struct BindOptions {
     pub take_from_other_driver: bool,
 }
 
-/// What a bind changed, so [`Binder::restore`] can undo it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a bind changed, so [`Binder::restore`] can undo it (also later, from another
+/// process: it round-trips through JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindRecord {
     /// The function.
     pub bdf: Bdf,
@@ -319,7 +320,7 @@ impl<W: SysfsWriter> Binder<W> {
                     path: dir.join("driver_override"),
                 });
             }
-            if let Some(g) = discovery::read_group(&self.root, dir, bdf, None) {
+            if let Some(g) = discovery::read_group(&self.root, dir, bdf) {
                 let blockers: Vec<_> = g.blockers().filter(|p| !names.contains(&p.name)).collect();
                 if !blockers.is_empty() {
                     return Err(BindError::GroupNotViable {
@@ -553,7 +554,9 @@ mod tests {
         let b = binder(&s, &k);
         let r = b.bind_vfio(&[bdf("0000:01:00.1")], FORCE).unwrap();
         k.log.lock().unwrap().clear();
-        b.restore(&r[0]).unwrap();
+        let json = serde_json::to_string(&r[0]).unwrap();
+        let record: BindRecord = serde_json::from_str(&json).unwrap();
+        b.restore(&record).unwrap();
         assert_eq!(
             k.log(),
             [

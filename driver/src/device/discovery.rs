@@ -20,7 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where sysfs is mounted on a real system.
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
@@ -112,6 +112,13 @@ impl FromStr for Bdf {
 impl Serialize for Bdf {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bdf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bdf, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -218,9 +225,9 @@ pub struct IommuGroup {
     pub noiommu: bool,
     /// The other devices of the group, sorted by name.
     pub peers: Vec<GroupPeer>,
-    /// True when the group can be opened through VFIO once this function is bound to
-    /// vfio-pci: the function itself is bound to vfio-pci or nothing, and every peer keeps
-    /// the group viable.
+    /// True when every peer keeps the group viable, so the group can be opened through
+    /// VFIO once this function is bound to vfio-pci (its own binding is
+    /// [`Function::binding`]).
     pub viable: bool,
 }
 
@@ -312,18 +319,15 @@ impl Discovery {
                     sysfs_root: self.sysfs_root.clone(),
                     found: found(),
                 }),
-            [] => Err(DiscoveryError::NotFound {
-                bdf: slot.map_or(
-                    Bdf {
-                        domain: 0,
-                        bus: 0,
-                        device: 0,
-                        function: PMEM_FUNCTION,
-                    },
-                    |s| s.function(PMEM_FUNCTION),
-                ),
-                sysfs_root: self.sysfs_root.clone(),
-                found: found(),
+            [] => Err(match slot {
+                Some(s) => DiscoveryError::NotFound {
+                    bdf: s.function(PMEM_FUNCTION),
+                    sysfs_root: self.sysfs_root.clone(),
+                    found: found(),
+                },
+                None => DiscoveryError::NoCard {
+                    sysfs_root: self.sysfs_root.clone(),
+                },
             }),
             _ => Err(DiscoveryError::Ambiguous {
                 cards: cards.iter().map(|c| c.slot).collect(),
@@ -417,6 +421,16 @@ pub enum DiscoveryError {
         /// Every 1014:0625 function found.
         found: Vec<Bdf>,
     },
+    /// No card at all.
+    #[error(
+        "no OpenCAPI pmem card (1014:0625) under {}: is it seated and powered? \
+         (`lspci -d 1014:0625`)",
+        sysfs_root.display()
+    )]
+    NoCard {
+        /// The sysfs root scanned.
+        sysfs_root: PathBuf,
+    },
     /// More than one card and none chosen.
     #[error("{} cards found ({}); choose one by address", cards.len(), cards.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))]
     Ambiguous {
@@ -502,12 +516,7 @@ pub(crate) fn is_bridge(dir: &Path) -> bool {
 }
 
 /// Reads function `bdf`'s IOMMU group from sysfs.
-pub(crate) fn read_group(
-    root: &Path,
-    dir: &Path,
-    bdf: &Bdf,
-    driver: Option<&str>,
-) -> Option<IommuGroup> {
+pub(crate) fn read_group(root: &Path, dir: &Path, bdf: &Bdf) -> Option<IommuGroup> {
     let number: u32 = link_name(&dir.join("iommu_group"))?.parse().ok()?;
     let gdir = root.join("kernel/iommu_groups").join(number.to_string());
     let noiommu = read_attr(&gdir.join("name")).is_some_and(|n| n == "vfio-noiommu");
@@ -532,11 +541,10 @@ pub(crate) fn read_group(
         })
         .unwrap_or_default();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
-    let self_ok = matches!(Binding::of(driver), Binding::VfioPci | Binding::None);
     Some(IommuGroup {
         number,
         noiommu,
-        viable: self_ok && peers.iter().all(|p| p.keeps_group_viable),
+        viable: peers.iter().all(|p| p.keeps_group_viable),
         peers,
     })
 }
@@ -586,7 +594,7 @@ pub fn scan(root: impl AsRef<Path>) -> Result<Discovery, DiscoveryError> {
         };
         let driver = link_name(&dir.join("driver"));
         let driver_override = read_attr(&dir.join("driver_override")).filter(|o| o != "(null)");
-        let iommu_group = read_group(root, &dir, &bdf, driver.as_deref());
+        let iommu_group = read_group(root, &dir, &bdf);
         let numa_node = read_attr(&dir.join("numa_node")).and_then(|n| n.parse::<u32>().ok());
         if iommu_group.is_none() {
             warn(format!(
@@ -779,6 +787,8 @@ mod tests {
             assert!(e.to_string().contains("not a PCI address"), "{bad}: {e}");
         }
         assert_eq!(serde_json::to_string(&b).unwrap(), "\"0000:01:00.1\"");
+        assert_eq!(serde_json::from_str::<Bdf>("\"0000:01:00.1\"").unwrap(), b);
+        assert!(serde_json::from_str::<Bdf>("\"01:00\"").is_err());
     }
 
     #[test]
@@ -917,11 +927,11 @@ mod tests {
         let empty = FakeSysfs::new();
         let d = scan(empty.root()).unwrap();
         assert!(d.cards.is_empty());
-        let m = d.pmem_function(None).unwrap_err().to_string();
-        assert!(
-            m.contains("found: none") && m.contains("lspci -d 1014:0625"),
-            "{m}"
-        );
+        let e = d.pmem_function(None).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoCard { .. }), "{e}");
+        assert!(e.to_string().contains("lspci -d 1014:0625"), "{e}");
+        let e = d.function(&bdf("0000:01:00.1")).unwrap_err();
+        assert!(e.to_string().contains("found: none"), "{e}");
     }
 
     #[test]
@@ -959,6 +969,9 @@ mod tests {
         s.add(Dev::card("0000:01:00.1", Some("ocxl"), Some(3)))
             .add(Dev::card("0000:02:00.1", Some("vfio-pci"), None));
         let d = scan(s.root()).unwrap();
+        // Alone in its group: viable (the group is about the peers), but on the wrong driver.
+        let f = d.function(&bdf("0000:01:00.1")).unwrap();
+        assert!(f.iommu_group.as_ref().unwrap().viable);
         let e = d.usable_through_vfio(&bdf("0000:01:00.1")).unwrap_err();
         let m = e.to_string();
         assert!(matches!(e, DiscoveryError::WrongDriver { .. }), "{m}");
