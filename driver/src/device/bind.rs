@@ -132,6 +132,16 @@ pub enum BindError {
         /// The blocking devices' names.
         others: Vec<String>,
     },
+    /// The function has no IOMMU group, so vfio-pci would refuse it.
+    #[error(
+        "{bdf} has no IOMMU group: the IOMMU is disabled, and vfio-pci refuses devices \
+         without one. Fix: boot with the IOMMU on (intel_iommu=on or amd_iommu=on; always on \
+         for POWER), or, without isolation, `modprobe vfio enable_unsafe_noiommu_mode=1`"
+    )]
+    NoIommuGroup {
+        /// The function.
+        bdf: Bdf,
+    },
     /// A sysfs write was refused.
     #[error(
         "permission denied writing {} ({owner}): binding drivers needs root. Fix: run as root \
@@ -275,6 +285,16 @@ impl<W: SysfsWriter> Binder<W> {
         }
     }
 
+    /// True when VFIO's unsafe no-IOMMU mode is on: vfio-pci then makes a group itself.
+    fn noiommu_enabled(&self) -> bool {
+        read_attr(
+            &self
+                .root
+                .join("module/vfio/parameters/enable_unsafe_noiommu_mode"),
+        )
+        .is_some_and(|v| v == "Y" || v == "1")
+    }
+
     fn require_device(&self, bdf: &Bdf) -> Result<PathBuf, BindError> {
         let dir = self.dev_dir(bdf);
         if dir.exists() {
@@ -320,7 +340,11 @@ impl<W: SysfsWriter> Binder<W> {
                     path: dir.join("driver_override"),
                 });
             }
-            if let Some(g) = discovery::read_group(&self.root, dir, bdf) {
+            let group = discovery::read_group(&self.root, dir, bdf);
+            if group.is_none() && !self.noiommu_enabled() {
+                return Err(BindError::NoIommuGroup { bdf: *bdf });
+            }
+            if let Some(g) = group {
                 let blockers: Vec<_> = g.blockers().filter(|p| !names.contains(&p.name)).collect();
                 if !blockers.is_empty() {
                     return Err(BindError::GroupNotViable {
@@ -696,6 +720,33 @@ mod tests {
             .functions()
             .all(|f| f.binding == discovery::Binding::VfioPci));
         d.usable_through_vfio(&bdf("0000:01:00.1")).unwrap();
+    }
+
+    #[test]
+    fn no_iommu_group_is_refused_unless_noiommu_mode_is_on() {
+        let s = FakeSysfs::new();
+        s.add(Dev::card("0000:01:00.1", None, None));
+        s.load_driver("vfio-pci");
+        let k = FakeKernel::new(&s);
+        let b = binder(&s, &k);
+        let e = b
+            .bind_vfio(&[bdf("0000:01:00.1")], BindOptions::default())
+            .unwrap_err();
+        assert!(matches!(e, BindError::NoIommuGroup { .. }), "{e}");
+        assert!(
+            e.to_string().contains("enable_unsafe_noiommu_mode=1"),
+            "{e}"
+        );
+        assert!(k.log().is_empty());
+        let p = s.root().join("module/vfio/parameters");
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join("enable_unsafe_noiommu_mode"), "Y\n").unwrap();
+        b.bind_vfio(&[bdf("0000:01:00.1")], BindOptions::default())
+            .unwrap();
+        assert_eq!(
+            b.driver_of(&bdf("0000:01:00.1")).as_deref(),
+            Some("vfio-pci")
+        );
     }
 
     #[test]
