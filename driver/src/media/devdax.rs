@@ -314,16 +314,22 @@ fn open_rw(path: &Path) -> Result<File, WindowError> {
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::PermissionDenied => WindowError::PermissionDenied {
-                path: path.to_path_buf(),
-                op: "open",
-                hint: "it must be readable and writable by this user: run as root, or give \
-                       the user access (`chown $USER <path>`, or a udev rule for /dev/dax*)"
-                    .into(),
-            },
-            _ => io_err(path, "open")(e),
-        })
+        .map_err(|e| open_error(path, e))
+}
+
+fn open_error(path: &Path, e: io::Error) -> WindowError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => WindowError::PermissionDenied {
+            path: path.to_path_buf(),
+            op: "open",
+            hint: format!(
+                "it must be readable and writable by this user: run as root, or give the \
+                 user access (`chown $USER {}`, or a udev rule for /dev/dax*)",
+                path.display()
+            ),
+        },
+        _ => io_err(path, "open")(e),
+    }
 }
 
 fn map_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> WindowError {
@@ -546,6 +552,28 @@ mod tests {
             e.to_string().contains("belongs to the mem subsystem"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn permission_errors_name_the_fix() {
+        let p = Path::new("/dev/dax0.0");
+        let e = open_error(p, io::Error::from_raw_os_error(libc::EACCES));
+        let m = e.to_string();
+        assert!(
+            matches!(e, WindowError::PermissionDenied { op: "open", .. }),
+            "{m}"
+        );
+        assert!(
+            m.contains("run as root") && m.contains("chown $USER /dev/dax0.0"),
+            "{m}"
+        );
+        let e = map_err(p, "device-dax mapping")(io::Error::from_raw_os_error(libc::EACCES));
+        assert!(
+            matches!(e, WindowError::PermissionDenied { op: "mmap", .. }),
+            "{e}"
+        );
+        let e = open_error(p, io::Error::from_raw_os_error(libc::ENXIO));
+        assert!(matches!(e, WindowError::Io { op: "open", .. }), "{e}");
     }
 
     /// A directory on tmpfs when there is one (MAP_SYNC is refused there, as on any
