@@ -1,4 +1,4 @@
-//! Bring-up of a card behind a transport: config space (DVSECs, the AFU descriptor through
+//! Discovery (sysfs) and binding to vfio-pci, then bring-up of a card behind a transport: config space (DVSECs, the AFU descriptor through
 //! the AFU-information window, the serial number), the bounds-checked global MMIO area,
 //! CCAP/FWVER, the readiness wait, fatal-state and device-gone detection, and recovery of
 //! what a previous owner left behind (spec §1.4, §7, §9).
@@ -16,8 +16,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bind;
 mod card;
 pub mod config;
+pub mod discovery;
 mod error;
 pub mod mmio;
 pub mod ready;

@@ -105,7 +105,11 @@ mod tests {
                 }
             ]
         );
-        assert!(free_extents(64 * M, &[0..u64::MAX], M).is_empty());
+        let all = vec![Range {
+            start: 0,
+            end: u64::MAX,
+        }];
+        assert!(free_extents(64 * M, &all, M).is_empty());
     }
 
     proptest! {

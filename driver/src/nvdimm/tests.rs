@@ -190,7 +190,7 @@ fn windows_of_the_wrong_size_are_refused() {
         Err(NvdimmError::WindowSize { .. })
     ));
     let d2 = tempfile::tempdir().unwrap();
-    let tiny = image(&d2, 16 * M);
+    let tiny = image(&d2, 24 * M);
     assert!(matches!(
         Bus::from_window(0, tiny, 1, None),
         Err(NvdimmError::WindowTooSmall { .. })
