@@ -88,6 +88,14 @@ pub enum NvdimmError {
         /// Their UUIDs.
         matches: Vec<String>,
     },
+    /// No cookie is known (an offline label image opened without one).
+    #[error(
+        "no interleave-set cookie is known for this label area, so no label can be written for it"
+    )]
+    NoCookie,
+    /// The bus has no media window (a bare label-area image).
+    #[error("this label area has no media window: its namespaces cannot be mapped")]
+    NoWindow,
     /// The namespace's labels are not usable.
     #[error("namespace {uuid} cannot be used: {state}")]
     Unusable {
@@ -108,6 +116,7 @@ impl NvdimmError {
             }
             NvdimmError::NoSpace { .. } => "destroy a namespace or ask for less",
             NvdimmError::Ambiguous { .. } => "name the namespace by its UUID",
+            NvdimmError::NoCookie => "give the card's serial number (ocxlpmem-ctl --cookie N)",
             _ => return None,
         })
     }

@@ -144,8 +144,9 @@ impl Dimm {
 #[derive(Debug)]
 pub struct Region {
     dev: String,
-    window: Arc<dyn MediaWindow>,
-    cookie: u64,
+    window: Option<Arc<dyn MediaWindow>>,
+    size: u64,
+    cookie: Option<u64>,
 }
 
 impl Region {
@@ -157,21 +158,22 @@ impl Region {
     pub fn base(&self) -> u64 {
         LABEL_AREA_SIZE
     }
-    /// Size in bytes (window length - 16 MiB).
+    /// Size in bytes (the card's memory - 16 MiB).
     pub fn size(&self) -> u64 {
-        self.window.len().saturating_sub(LABEL_AREA_SIZE)
+        self.size
     }
-    /// Interleave-set cookie (the serial).
-    pub fn cookie(&self) -> u64 {
+    /// Interleave-set cookie (the serial); `None` when editing a label image offline
+    /// without one (labels are then listed without a cookie check and cannot be created).
+    pub fn cookie(&self) -> Option<u64> {
         self.cookie
     }
     /// True when the region has no usable cookie (serial 0): one raw namespace, no labels.
     pub fn is_label_less(&self) -> bool {
-        self.cookie == 0
+        self.cookie == Some(0)
     }
-    /// The media window.
-    pub fn window(&self) -> &Arc<dyn MediaWindow> {
-        &self.window
+    /// The media window (none for a bare label-area image).
+    pub fn window(&self) -> Option<&Arc<dyn MediaWindow>> {
+        self.window.as_ref()
     }
 }
 
@@ -238,21 +240,30 @@ impl Bus {
             );
         }
         let lsa: Arc<dyn Lsa> = Arc::new(MediaLsa::new(Arc::clone(&window)));
-        Ok(Bus {
+        let mut bus = Bus::from_lsa(index, lsa, Some(serial), len - LABEL_AREA_SIZE);
+        bus.region.window = Some(window);
+        Ok(bus)
+    }
+
+    /// A bus over a bare label area (an image file edited offline): the region is
+    /// `region_size` bytes that are not mapped here, `cookie` the card's serial if known.
+    pub fn from_lsa(index: usize, lsa: Arc<dyn Lsa>, cookie: Option<u64>, region_size: u64) -> Bus {
+        Bus {
             index,
             dimm: Dimm {
                 dev: format!("nmem{index}"),
-                serial,
+                serial: cookie.unwrap_or(0),
                 card: None,
                 lsa,
                 write_lock: Mutex::new(()),
             },
             region: Region {
                 dev: format!("region{index}"),
-                window,
-                cookie: serial,
+                window: None,
+                size: region_size,
+                cookie,
             },
-        })
+        }
     }
 
     /// `ocxlpmem<index>`.
@@ -301,11 +312,9 @@ impl Bus {
             LabelArea::Labels(set) => {
                 let mut warnings: Vec<String> =
                     set.warnings().iter().map(ToString::to_string).collect();
-                warnings.extend(
-                    set.check_cookie(self.region.cookie)
-                        .iter()
-                        .map(LabelWarning::to_string),
-                );
+                if let Some(c) = self.region.cookie {
+                    warnings.extend(set.check_cookie(c).iter().map(LabelWarning::to_string));
+                }
                 LabelSummary {
                     state: "labels",
                     version: Some(set.version().to_string()),
@@ -375,7 +384,7 @@ impl Bus {
             Err(e) => return Err(e),
         };
         let mut out: Vec<Namespace> = set
-            .namespaces(Some(self.region.cookie))
+            .namespaces(self.region.cookie)
             .into_iter()
             .map(|e| {
                 let l = &e.label;
@@ -490,10 +499,11 @@ impl Bus {
                 largest,
             })?
             .offset;
+        let cookie = self.region.cookie.ok_or(NvdimmError::NoCookie)?;
         let uuid = spec.uuid.unwrap_or_else(Uuid::new_v4);
         let mut label = NamespaceLabel::new(uuid, at, size);
         label.set_name(&spec.name)?;
-        let (set, slot) = set.create_namespace(self.lsa(), label, self.region.cookie)?;
+        let (set, slot) = set.create_namespace(self.lsa(), label, cookie)?;
         drop(set);
         tracing::info!(%uuid, offset = at, size, slot, "namespace created");
         self.namespaces()?
@@ -551,7 +561,8 @@ impl Bus {
                 state: ns.state,
             });
         }
+        let window = self.region.window.as_ref().ok_or(NvdimmError::NoWindow)?;
         let start = self.region.base() + ns.offset;
-        Ok((Arc::clone(&self.region.window), start..start + ns.size))
+        Ok((Arc::clone(window), start..start + ns.size))
     }
 }

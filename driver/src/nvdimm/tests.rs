@@ -72,6 +72,7 @@ fn create_list_find_destroy_and_reuse_space() {
     let (w, r) = b.namespace_range(rest.uuid).unwrap();
     assert_eq!(r, (16 * M + 16 * M)..(16 * M + 112 * M));
     assert_eq!(w.len(), 128 * M);
+    assert_eq!(b.region().window().unwrap().len(), 128 * M);
     // Destroy the first; the next create goes to the lowest free extent.
     b.destroy_namespace(a.uuid).unwrap();
     assert_eq!(b.capacity().unwrap().largest_free_extent, 16 * M);
@@ -244,4 +245,26 @@ proptest! {
             prop_assert_eq!(b.capacity().unwrap().available, 112 * M - model.values().sum::<u64>());
         }
     }
+}
+
+#[test]
+fn a_bare_label_image_is_edited_offline() {
+    let lsa: Arc<dyn crate::label::lsa::Lsa> = Arc::new(crate::label::lsa::MemLsa::new(128 << 10));
+    let no_cookie = Bus::from_lsa(0, Arc::clone(&lsa), None, 112 * M);
+    no_cookie.init_labels(LabelVersion::V1_1, false).unwrap();
+    assert!(matches!(
+        no_cookie.create_namespace(&spec(Some(16 * M), "x")),
+        Err(NvdimmError::NoCookie)
+    ));
+    let b = Bus::from_lsa(0, Arc::clone(&lsa), Some(0x42), 112 * M);
+    let n = b.create_namespace(&spec(Some(32 * M), "offline")).unwrap();
+    assert!(matches!(
+        b.namespace_range(n.uuid),
+        Err(NvdimmError::NoWindow)
+    ));
+    // Without a cookie the listing shows what is there, unchecked.
+    let listed = no_cookie.namespaces().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].usable);
+    assert_eq!(no_cookie.label_summary().unwrap().nslot, Some(1020));
 }
