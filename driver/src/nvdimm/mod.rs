@@ -227,20 +227,31 @@ impl Bus {
                 expected: e,
             });
         }
-        if len < LABEL_AREA_SIZE + MIN_NAMESPACE_SIZE {
-            return Err(NvdimmError::WindowTooSmall {
-                window: window.describe(),
-                len,
-            });
-        }
         if serial == 0 {
             tracing::warn!(
                 window = window.describe(),
                 "serial 0: no interleave-set cookie, the region is label-less (one raw namespace)"
             );
         }
+        Bus::from_image(index, window, Some(serial))
+    }
+
+    /// A bus over a card image whose cookie may be unknown (offline editing: listing is
+    /// unchecked and creating refuses without one).
+    pub fn from_image(
+        index: usize,
+        window: Arc<dyn MediaWindow>,
+        cookie: Option<u64>,
+    ) -> Result<Bus, NvdimmError> {
+        let len = window.len();
+        if len < LABEL_AREA_SIZE + MIN_NAMESPACE_SIZE {
+            return Err(NvdimmError::WindowTooSmall {
+                window: window.describe(),
+                len,
+            });
+        }
         let lsa: Arc<dyn Lsa> = Arc::new(MediaLsa::new(Arc::clone(&window)));
-        let mut bus = Bus::from_lsa(index, lsa, Some(serial), len - LABEL_AREA_SIZE);
+        let mut bus = Bus::from_lsa(index, lsa, cookie, len - LABEL_AREA_SIZE);
         bus.region.window = Some(window);
         Ok(bus)
     }

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocxlpmem::label::lsa::{read_all, write_all, Lsa, MediaLsa};
+use ocxlpmem::label::lsa::write_all;
 use ocxlpmem::media::MediaWindow;
+use ocxlpmem::nvdimm::{Bus, NamespaceSpec};
 
 use ocxlpmem_admin::{Destructive, Event, Monitor, MonitorOptions};
 use ocxlpmem_ioctl::{Client, IoctlDevice, KernelDevice};
@@ -50,12 +51,31 @@ pub fn open(args: &DeviceArgs, strict: bool) -> CtlResult<Dev> {
     if let Some(socket) = &args.vfio_user {
         return Ok(Dev::Card(Box::new(open_vfio_user(socket, &opts)?)));
     }
-    if args.index.is_some() {
-        return Err(CtlError::new(
-            exit::UNSUPPORTED,
-            "--index needs card discovery, which is not wired into this build of ocxlpmem-ctl yet",
-        )
-        .hint("select the card with --bdf BDF (function 1, bound to vfio-pci)"));
+    if let Some(n) = args.index {
+        let found = ocxlpmem::device::discovery::scan(&args.sysfs_root)
+            .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+        let pmem: Vec<String> = found
+            .cards
+            .iter()
+            .filter_map(|c| c.pmem_function())
+            .map(|f| f.bdf.to_string())
+            .collect();
+        let bdf = pmem.get(n).ok_or_else(|| {
+            CtlError::new(
+                exit::NOT_FOUND,
+                format!(
+                    "there is no card {n}: {} card(s) with a pmem function found{}",
+                    pmem.len(),
+                    if pmem.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", pmem.join(", "))
+                    }
+                ),
+            )
+            .hint("`ocxlpmem-ctl list` shows the cards sysfs knows")
+        })?;
+        return Ok(Dev::Card(Box::new(open_vfio(bdf, &opts)?)));
     }
     Err(CtlError::new(exit::USAGE, "no device selected").hint(
         "pass --sim (simulated card), --bdf BDF (vfio-pci), --vfio-user SOCKET or --kernel /dev/ocxlpmemN",
@@ -87,16 +107,25 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
     let a = &cli.device;
     match &cli.command {
         Command::Selftest { destructive } => return crate::selftest::run(cli, *destructive),
-        Command::ReadLabels {
-            file: Some(p),
-            output_file,
-        } => return read_labels_file(f, p, output_file.as_deref()),
-        Command::ZeroLabels { file: Some(p) } => return zero_file(f, p),
-        Command::WriteLabels {
-            file: Some(p),
-            input,
-        } => return write_file(f, p, input),
+        Command::Bind { bdfs, force } => return bind(f, a, bdfs, *force),
+        Command::Unbind { bdf } => return unbind(f, a, bdf),
+        Command::List {
+            dimms,
+            regions,
+            namespaces,
+            serial,
+        } if !device_selected(a) => {
+            return list_discovered(f, a, *dimms || *regions || *namespaces, *serial)
+        }
         _ => {}
+    }
+    if let Some(file) = label_file(&cli.command) {
+        let bus = crate::ns::bus_for_file(file, a.cookie, a.region_size)?;
+        emit(
+            f,
+            &label_command(&cli.command, &bus, &file.display().to_string())?,
+        )?;
+        return Ok(exit::OK);
     }
     let strict = !matches!(
         cli.command,
@@ -112,10 +141,21 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             Command::List {
                 dimms,
                 regions,
+                namespaces,
                 serial,
             },
             Dev::Card(s),
-        ) => emit(f, &list_card(s, *dimms, *regions, *serial)?)?,
+        ) => {
+            let mut v = list_card(s, *dimms, *serial)?;
+            if (*regions || *namespaces) && v.as_array().is_some_and(|a| !a.is_empty()) {
+                let bus = bus_for_card(s, a)?;
+                let parts = crate::ns::list_parts(&bus, *regions, *namespaces)?;
+                if let (Some(card), Some(p)) = (v[0].as_object_mut(), parts.as_object()) {
+                    card.extend(p.clone());
+                }
+            }
+            emit(f, &v)?
+        }
         (Command::List { .. } | Command::Info, Dev::Kernel(c)) => emit(
             f,
             &json!({ "kernel_device": c.device().describe(), "event_flags": c.event_check()? }),
@@ -183,18 +223,18 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
         (Command::Monitor { count, timeout }, Dev::Kernel(c)) => {
             monitor_kernel(c, *count, *timeout)?
         }
-        (Command::ReadLabels { output_file, .. }, Dev::Card(s)) => {
-            let buf = sim_labels(s)?;
-            labels_out(f, &buf, output_file.as_deref(), &s.source())?
-        }
-        (Command::ZeroLabels { .. }, Dev::Card(s)) => {
-            write_sim_labels(s, &vec![0u8; LABEL_AREA_SIZE as usize])?;
-            emit(f, &json!({ "zeroed_bytes": LABEL_AREA_SIZE }))?
-        }
-        (Command::WriteLabels { input, .. }, Dev::Card(s)) => {
-            let data = read_input(input)?;
-            write_sim_labels(s, &data)?;
-            emit(f, &json!({ "written_bytes": data.len() }))?
+        (
+            Command::ReadLabels { .. }
+            | Command::ZeroLabels { .. }
+            | Command::WriteLabels { .. }
+            | Command::InitLabels { .. }
+            | Command::CheckLabels { .. }
+            | Command::CreateNamespace { .. }
+            | Command::DestroyNamespace { .. },
+            Dev::Card(s),
+        ) => {
+            let bus = bus_for_card(s, a)?;
+            emit(f, &label_command(&cli.command, &bus, bus.dimm().dev())?)?
         }
         (Command::MmioRead { offset }, Dev::Card(s)) => {
             need_unsafe(a, "mmio-read")?;
@@ -274,6 +314,12 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             emit(f, &s.admin().secure_erase(&t)?)?
         }
         (cmd, Dev::Kernel(_)) => return Err(kernel_unsupported(&format!("{cmd:?}"))),
+        (Command::Bind { .. } | Command::Unbind { .. }, _) => {
+            return Err(CtlError::new(
+                exit::FAILED,
+                "bind and unbind are dispatched before a device is opened",
+            ))
+        }
         (Command::Selftest { .. }, _) => unreachable_selftest()?,
     }
     Ok(exit::OK)
@@ -286,33 +332,173 @@ fn unreachable_selftest() -> CtlResult<()> {
     ))
 }
 
-/// `list` on one card: the card, its DIMM and its pmem region after the label area.
-fn list_card(
-    s: &CardDevice,
-    dimms: bool,
-    regions: bool,
-    serial: Option<u64>,
-) -> CtlResult<serde_json::Value> {
+/// `list` on one card: the card and (with -D) its DIMM.
+fn list_card(s: &CardDevice, dimms: bool, serial: Option<u64>) -> CtlResult<serde_json::Value> {
     let info = s.card.info();
     if serial.is_some_and(|n| n != info.serial) {
         return Ok(json!([]));
     }
-    let lpc_size = lpc_size(s);
     let mut c = info_card(s)?;
     if dimms {
-        c["dimms"] =
-            json!([{ "dev": "nmem0", "serial": info.serial, "label_area_size": LABEL_AREA_SIZE }]);
-    }
-    if regions {
-        c["regions"] = json!([{
-            "dev": "region0",
-            "offset": LABEL_AREA_SIZE,
-            "size": lpc_size.map(|l| l.saturating_sub(LABEL_AREA_SIZE)),
-            "interleave_set_cookie": info.serial,
-            "label_less": info.serial == 0,
+        c["dimms"] = json!([{
+            "dev": "nmem0",
+            "serial": info.serial,
+            "fw_version": info.fw_version,
+            "label_area_size": LABEL_AREA_SIZE,
         }]);
     }
     Ok(json!([c]))
+}
+
+/// True when the command line names a device (otherwise `list` scans sysfs).
+fn device_selected(a: &DeviceArgs) -> bool {
+    a.sim
+        || a.sim_image.is_some()
+        || a.bdf.is_some()
+        || a.index.is_some()
+        || a.vfio_user.is_some()
+        || a.kernel.is_some()
+}
+
+/// `list` without a device: the cards sysfs shows, with their functions' bindings.
+fn list_discovered(
+    f: crate::output::Format,
+    a: &DeviceArgs,
+    detail: bool,
+    serial: Option<u64>,
+) -> CtlResult<i32> {
+    let found = ocxlpmem::device::discovery::scan(&a.sysfs_root)
+        .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+    if detail || serial.is_some() {
+        tracing_note("dimms, regions, namespaces and serials need the card opened: add --bdf BDF or --index N");
+    }
+    let v = serde_json::to_value(&found).map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+    emit(f, &v["cards"])?;
+    for w in &found.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(exit::OK)
+}
+
+fn tracing_note(msg: &str) {
+    eprintln!("note: {msg}");
+}
+
+/// The card's bus: its label area and region through the card's media window (BAR 4 on
+/// the simulator, `--media` for a card reached over kernel VFIO).
+fn bus_for_card(s: &CardDevice, a: &DeviceArgs) -> CtlResult<Bus> {
+    let w: Arc<dyn MediaWindow> =
+        match &a.media {
+            Some(spec) => Arc::from(spec.open(s.card.info().lpc_size).map_err(|e| {
+                CtlError::new(exit::DEVICE, format!("opening the media window: {e}"))
+            })?),
+            None => Arc::new(s.media()?),
+        };
+    Ok(Bus::from_card(0, Arc::clone(&s.card), w)?)
+}
+
+/// The `--file` of a label command, if it has one.
+fn label_file(c: &Command) -> Option<&Path> {
+    match c {
+        Command::ReadLabels { file, .. }
+        | Command::ZeroLabels { file }
+        | Command::WriteLabels { file, .. }
+        | Command::InitLabels { file, .. }
+        | Command::CheckLabels { file }
+        | Command::CreateNamespace { file, .. }
+        | Command::DestroyNamespace { file, .. } => file.as_deref(),
+        _ => None,
+    }
+}
+
+/// A label or namespace command on `bus` (a card's or an image's).
+fn label_command(c: &Command, bus: &Bus, dev: &str) -> CtlResult<serde_json::Value> {
+    let lsa = bus.dimm().lsa();
+    match c {
+        Command::ReadLabels { output_file, .. } => {
+            crate::ns::read_labels(lsa.as_ref(), dev, output_file.as_deref())
+        }
+        Command::ZeroLabels { .. } => crate::ns::zero_labels(bus),
+        Command::WriteLabels { input, .. } => {
+            let data = read_input(input)?;
+            if data.len() as u64 > lsa.size() {
+                return Err(CtlError::new(
+                    exit::USAGE,
+                    format!(
+                        "{} bytes do not fit the {}-byte label area",
+                        data.len(),
+                        lsa.size()
+                    ),
+                ));
+            }
+            write_all(lsa.as_ref(), 0, &data)
+                .map_err(|e| CtlError::new(exit::DEVICE, format!("label area: {e}")))?;
+            Ok(json!({ "written_bytes": data.len() }))
+        }
+        Command::InitLabels { version, force, .. } => crate::ns::init_labels(bus, version, *force),
+        Command::CheckLabels { .. } => crate::ns::check_labels(bus),
+        Command::CreateNamespace {
+            size,
+            name,
+            uuid,
+            align,
+            ..
+        } => crate::ns::create(
+            bus,
+            &NamespaceSpec {
+                size: *size,
+                name: name.clone(),
+                uuid: *uuid,
+                align: *align,
+            },
+        ),
+        Command::DestroyNamespace { namespace, .. } => crate::ns::destroy(bus, namespace),
+        _ => Err(CtlError::new(exit::FAILED, "not a label command")),
+    }
+}
+
+fn bind(f: crate::output::Format, a: &DeviceArgs, bdfs: &[String], force: bool) -> CtlResult<i32> {
+    use ocxlpmem::device::bind::{BindOptions, Binder};
+    use ocxlpmem::device::discovery::Bdf;
+    let bdfs: Vec<Bdf> = bdfs
+        .iter()
+        .map(|b| {
+            b.parse()
+                .map_err(|e| CtlError::new(exit::USAGE, format!("{e}")))
+        })
+        .collect::<CtlResult<_>>()?;
+    let records = Binder::new(&a.sysfs_root)
+        .bind_vfio(
+            &bdfs,
+            BindOptions {
+                take_from_other_driver: force,
+            },
+        )
+        .map_err(bind_error)?;
+    emit(f, &json!({ "bound": records }))?;
+    Ok(exit::OK)
+}
+
+fn unbind(f: crate::output::Format, a: &DeviceArgs, bdf: &str) -> CtlResult<i32> {
+    use ocxlpmem::device::bind::Binder;
+    let bdf: ocxlpmem::device::discovery::Bdf = bdf
+        .parse()
+        .map_err(|e| CtlError::new(exit::USAGE, format!("{e}")))?;
+    let previous = Binder::new(&a.sysfs_root)
+        .unbind(&bdf)
+        .map_err(bind_error)?;
+    emit(f, &json!({ "bdf": bdf, "unbound_from": previous }))?;
+    Ok(exit::OK)
+}
+
+fn bind_error(e: ocxlpmem::device::bind::BindError) -> CtlError {
+    use ocxlpmem::device::bind::BindError as B;
+    let code = match &e {
+        B::PermissionDenied { .. } => exit::REFUSED,
+        B::NotFound { .. } => exit::NOT_FOUND,
+        _ => exit::FAILED,
+    };
+    CtlError::new(code, e.to_string())
 }
 
 fn lpc_size(s: &CardDevice) -> Option<u64> {
@@ -462,86 +648,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn label_area(s: &CardDevice) -> CtlResult<MediaLsa> {
-    let w: Arc<dyn MediaWindow> = Arc::new(s.media()?);
-    Ok(MediaLsa::new(w))
-}
-
-fn lsa_error(e: ocxlpmem::label::lsa::LsaError) -> CtlError {
-    CtlError::new(exit::DEVICE, format!("label area: {e}"))
-}
-
-fn sim_labels(s: &CardDevice) -> CtlResult<Vec<u8>> {
-    read_all(&label_area(s)?).map_err(lsa_error)
-}
-
-fn write_sim_labels(s: &CardDevice, data: &[u8]) -> CtlResult<()> {
-    let lsa = label_area(s)?;
-    if data.len() as u64 > lsa.size() {
-        return Err(CtlError::new(
-            exit::USAGE,
-            format!(
-                "{} bytes do not fit the {}-byte label area",
-                data.len(),
-                lsa.size()
-            ),
-        ));
-    }
-    write_all(&lsa, 0, data).map_err(lsa_error)
-}
-
 fn read_input(p: &Path) -> CtlResult<Vec<u8>> {
     std::fs::read(p).map_err(|e| {
         CtlError::new(exit::NOT_FOUND, format!("cannot read {}: {e}", p.display()))
             .hint("pass an existing label-area image with -i")
     })
-}
-
-/// The summary read-labels prints (the raw bytes go to `-O`).
-fn labels_out(
-    f: crate::output::Format,
-    buf: &[u8],
-    out: Option<&Path>,
-    source: &str,
-) -> CtlResult<()> {
-    if let Some(o) = out {
-        std::fs::write(o, buf).map_err(|e| {
-            CtlError::new(exit::FAILED, format!("cannot write {}: {e}", o.display()))
-        })?;
-    }
-    let sig = |off: usize| buf.get(off..off + 15) == Some(&b"NAMESPACE_INDEX"[..]);
-    let index: Vec<_> = [0usize, 256]
-        .iter()
-        .map(|&o| json!({ "offset": o, "signature_present": sig(o) }))
-        .collect();
-    emit(
-        f,
-        &json!({ "dev": source, "size": buf.len(), "output_file": out, "index": index, "all_zero": buf.iter().all(|&b| b == 0) }),
-    )
-}
-
-fn read_labels_file(f: crate::output::Format, p: &Path, out: Option<&Path>) -> CtlResult<i32> {
-    let buf = read_input(p)?;
-    labels_out(f, &buf, out, &p.display().to_string())?;
-    Ok(exit::OK)
-}
-
-fn zero_file(f: crate::output::Format, p: &Path) -> CtlResult<i32> {
-    let len = std::fs::metadata(p)
-        .map_err(|e| CtlError::new(exit::NOT_FOUND, format!("{}: {e}", p.display())))?
-        .len();
-    std::fs::write(p, vec![0u8; len as usize])
-        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
-    emit(f, &json!({ "zeroed_bytes": len }))?;
-    Ok(exit::OK)
-}
-
-fn write_file(f: crate::output::Format, p: &Path, input: &Path) -> CtlResult<i32> {
-    let data = read_input(input)?;
-    std::fs::write(p, &data)
-        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
-    emit(f, &json!({ "written_bytes": data.len() }))?;
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

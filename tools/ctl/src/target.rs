@@ -42,6 +42,14 @@ pub fn default_image() -> CtlResult<PathBuf> {
     Ok(base.join("ocxlpmem").join("sim.img"))
 }
 
+/// The serial a sim image's sidecar records, if it has one.
+pub fn sidecar_serial(image: &Path) -> Option<u64> {
+    let bytes = std::fs::read(sidecar_path(image)).ok()?;
+    serde_json::from_slice::<Sidecar>(&bytes)
+        .ok()
+        .map(|s| s.serial)
+}
+
 fn sidecar_path(image: &Path) -> PathBuf {
     let mut s = image.as_os_str().to_owned();
     s.push(".json");
@@ -72,7 +80,7 @@ pub enum Kind {
 /// A card that is up, whatever carries it.
 pub struct CardDevice {
     /// The card.
-    pub card: Card,
+    pub card: Arc<Card>,
     /// How it is reached.
     pub kind: Kind,
 }
@@ -122,7 +130,7 @@ pub fn card_options(
 /// Opens a card over kernel VFIO.
 pub fn open_vfio(bdf: &str, opts: &CardOptions) -> CtlResult<CardDevice> {
     let t = VfioTransport::open(bdf).map_err(CtlError::from)?;
-    let card = Card::open(Arc::new(t), opts)?;
+    let card = Arc::new(Card::open(Arc::new(t), opts)?);
     Ok(CardDevice {
         card,
         kind: Kind::Vfio {
@@ -137,7 +145,7 @@ pub fn open_vfio_user(socket: &Path, opts: &CardOptions) -> CtlResult<CardDevice
         CtlError::new(exit::NOT_FOUND, e.to_string())
             .hint("start the server with `ocxlpmem-sim serve --socket PATH`")
     })?;
-    let card = Card::open(Arc::new(t), opts)?;
+    let card = Arc::new(Card::open(Arc::new(t), opts)?);
     Ok(CardDevice {
         card,
         kind: Kind::VfioUser {
@@ -160,7 +168,7 @@ pub struct SimOptions {
     pub error_logs: u32,
 }
 
-fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
+fn identity(opts: &SimOptions, image: &Path) -> CtlResult<(Sidecar, bool)> {
     let side = sidecar_path(image);
     let defaults = SimConfig::default();
     match std::fs::read(&side) {
@@ -184,7 +192,7 @@ fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
                     .hint("a card's identity is fixed at creation: use another --sim-image or delete this one"));
                 }
             }
-            Ok(id)
+            Ok((id, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Sidecar {
@@ -207,7 +215,7 @@ fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
                     format!("cannot write {}: {e}", side.display()),
                 )
             })?;
-            Ok(id)
+            Ok((id, true))
         }
         Err(e) => Err(CtlError::new(
             exit::FAILED,
@@ -263,7 +271,7 @@ pub fn open_sim(opts: &SimOptions, card_opts: &CardOptions) -> CtlResult<CardDev
         Some(p) => p.clone(),
         None => default_image()?,
     };
-    let id = identity(opts, &image)?;
+    let (id, created) = identity(opts, &image)?;
     let cfg = SimConfig {
         serial: id.serial,
         lpc_size: id.lpc_size,
@@ -272,6 +280,11 @@ pub fn open_sim(opts: &SimOptions, card_opts: &CardOptions) -> CtlResult<CardDev
         ..SimConfig::default()
     };
     let sim = SimCard::new(cfg).map_err(|e| {
+        if created {
+            // A card that never came to be leaves nothing behind.
+            let _ = std::fs::remove_file(sidecar_path(&image));
+            let _ = std::fs::remove_file(&image);
+        }
         CtlError::new(exit::FAILED, format!("cannot start the simulated card on {}: {e}", image.display()))
             .hint("check --sim-size (a power of two, at least 32M) or delete the image and its .json sidecar")
     })?;
@@ -286,7 +299,7 @@ pub fn open_sim(opts: &SimOptions, card_opts: &CardOptions) -> CtlResult<CardDev
             data: vec![0xEE; 16],
         });
     }
-    let card = Card::open(Arc::new(SimTransport::new(sim)), card_opts)?;
+    let card = Arc::new(Card::open(Arc::new(SimTransport::new(sim)), card_opts)?);
     Ok(CardDevice {
         card,
         kind: Kind::Sim {
