@@ -435,6 +435,7 @@ impl Card {
         let budget = opts
             .ready_timeout
             .unwrap_or_else(|| self.info.ccap0.readiness_budget().max(DEFAULT_READY_BUDGET));
+        self.admin.forget_request_words();
         let ready = wait_ready(self.mmio.as_ref(), budget)
             .map_err(|e| not_ready(e, &device, &self.mmio, opts, true))?;
         self.info.ready = Some(ready);
