@@ -386,7 +386,7 @@ fn tracing_note(msg: &str) {
 
 /// The card's bus: its label area and region through the card's media window (BAR 4 on
 /// the simulator, `--media` for a card reached over kernel VFIO).
-fn bus_for_card(s: &CardDevice, a: &DeviceArgs) -> CtlResult<Bus> {
+pub fn bus_for_card(s: &CardDevice, a: &DeviceArgs) -> CtlResult<Bus> {
     let w: Arc<dyn MediaWindow> =
         match &a.media {
             Some(spec) => Arc::from(spec.open(s.card.info().lpc_size).map_err(|e| {

@@ -296,8 +296,21 @@ fn selftest_passes_on_the_simulator_and_skips_without_a_card() {
         .collect();
     assert!(names.contains(&"heartbeat") && names.contains(&"media_read"));
     assert!(!names.contains(&"controller_dump"));
+    ok(d.path(), &["init-labels"]);
     let v = ok(d.path(), &["selftest", "--destructive"]);
-    assert_eq!(v["failed"], 0);
+    assert_eq!(v["failed"], 0, "{v}");
+    let cycle = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "namespace_cycle")
+        .unwrap();
+    assert_eq!(cycle["result"], "pass", "{cycle}");
+    // The scratch namespace is gone again.
+    assert!(ok(d.path(), &["list", "-N"])[0]["namespaces"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(v["steps"]
         .as_array()
         .unwrap()
@@ -560,6 +573,29 @@ fn label_commands_work_offline_on_image_files() {
     assert_eq!(
         raw_ok(d.path(), &["check-labels", "--file", f])["verified"],
         true
+    );
+}
+
+#[test]
+fn selftest_on_a_host_whose_card_is_not_bound_fails_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let sys = d.path().join("sys");
+    let dev = sys.join("bus/pci/devices/0000:01:00.1");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("vendor"), "0x1014\n").unwrap();
+    std::fs::write(dev.join("device"), "0x0625\n").unwrap();
+    let o = raw(
+        d.path(),
+        &["--sysfs-root", sys.to_str().unwrap(), "selftest"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    let first = &v["steps"][0];
+    assert_eq!(first["step"], "sysfs_discovery");
+    assert_eq!(first["result"], "fail");
+    assert!(
+        first["detail"].as_str().unwrap().contains("vfio-pci"),
+        "{first}"
     );
 }
 
