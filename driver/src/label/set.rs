@@ -141,6 +141,11 @@ fn used_runs(
 ) -> Result<(), LabelError> {
     let mut s = 0u32;
     while s < nslot {
+        if s % 8 == 0 && free.get((s / 8) as usize) == Some(&0xff) {
+            // A whole byte of free slots (the common case of a sparse area).
+            s += 8;
+            continue;
+        }
         if is_free(free, s) {
             s += 1;
             continue;
@@ -217,7 +222,11 @@ impl LabelSet {
         };
         // The bitmap over the write layout: found bits for found slots, new slots free.
         let mut free = all_free(layout.nslot);
-        for s in 0..nslot {
+        let whole = (nslot / 8) as usize;
+        for (d, f) in free.iter_mut().zip(&block.free).take(whole) {
+            *d = *f;
+        }
+        for s in (whole as u32 * 8)..nslot {
             set_free(&mut free, s, is_free(&block.free, s));
         }
         let l = layout.label_size();
