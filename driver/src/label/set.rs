@@ -141,7 +141,7 @@ fn used_runs(
 ) -> Result<(), LabelError> {
     let mut s = 0u32;
     while s < nslot {
-        if s % 8 == 0 && free.get((s / 8) as usize) == Some(&0xff) {
+        if s.is_multiple_of(8) && free.get((s / 8) as usize) == Some(&0xff) {
             // A whole byte of free slots (the common case of a sparse area).
             s += 8;
             continue;
