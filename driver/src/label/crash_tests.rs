@@ -214,6 +214,27 @@ fn every_operation(size: usize, max_xfer: u64) -> usize {
             },
             None,
         );
+        // Updates in an area without a free slot below the label's own: the lowest free
+        // slot is past it, never the live slot itself.
+        let dense = {
+            let lsa = RecordingLsa::new(pre.clone(), u64::MAX);
+            load(&lsa)
+                .create_namespace(&lsa, ns(1, "refill"), COOKIE)
+                .unwrap();
+            lsa.snapshot()
+        };
+        for n in [0, 3] {
+            cuts += check_op(
+                dense.clone(),
+                max_xfer,
+                |lsa| {
+                    load(lsa)
+                        .update_namespace(lsa, uuid(n), |l| l.set_name("moved"))
+                        .unwrap();
+                },
+                None,
+            );
+        }
         // Two labels freed by one commit (a duplicate UUID).
         let dup = {
             let lsa = RecordingLsa::new(pre.clone(), u64::MAX);
