@@ -553,12 +553,25 @@ impl LabelSet {
             headers,
             skipped,
         };
-        set.warnings = self
-            .warnings
-            .iter()
-            .filter(|w| matches!(w, LabelWarning::SlotSkipped(e) if set.skipped.contains(&e.slot)))
-            .cloned()
-            .collect();
+        // What a load of the new state would report: the slot count against the formula
+        // (the old current block is valid, so no block warning), the still-skipped
+        // slots, and the namespace findings.
+        if let Some(f) = Layout::for_size(layout.lsa_size, layout.version) {
+            if f.nslot != layout.nslot {
+                set.warnings.push(LabelWarning::LegacySlotCount {
+                    found: layout.nslot,
+                    formula: f.nslot,
+                });
+            }
+        }
+        set.warnings.extend(
+            self.warnings
+                .iter()
+                .filter(
+                    |w| matches!(w, LabelWarning::SlotSkipped(e) if set.skipped.contains(&e.slot)),
+                )
+                .cloned(),
+        );
         set.warnings.extend(set.namespace_warnings());
         Ok(set)
     }
