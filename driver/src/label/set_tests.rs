@@ -773,3 +773,20 @@ fn a_foreign_index_size_and_a_bitmap_shorter_than_nslot_are_read_leniently() {
     assert_eq!(back, set);
     assert_eq!((back.current_block(), back.found_nslot()), (0, 1472));
 }
+
+#[test]
+fn scan_all_slots_lists_freed_labels_too_as_ndctl_read_labels_does() {
+    let lsa = MemLsa::new(K128).with_max_xfer(4096);
+    let set = LabelSet::init(&lsa, LabelVersion::V1_2, false).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(1, "kept"), COOKIE).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(2, "gone"), COOKIE).unwrap();
+    let set = set.delete_namespace(&lsa, ns(2, "").uuid).unwrap();
+    let scanned: Vec<(u32, String)> = set
+        .scan_all_slots(&lsa)
+        .unwrap()
+        .into_iter()
+        .map(|(s, l)| (s, l.name_str()))
+        .collect();
+    assert_eq!(scanned, [(0, "kept".into()), (1, "gone".into())]);
+    assert_eq!(names(&set), [(0, "kept".into())]);
+}
