@@ -448,12 +448,13 @@ impl IndexBlock {
 
 /// Clears bitmap bits at and past `nslot` (writers keep them zero).
 pub fn clear_tail_bits(free: &mut [u8], nslot: u32) {
-    for (i, byte) in free.iter_mut().enumerate() {
-        for bit in 0..8u32 {
-            let slot = (i as u64) * 8 + u64::from(bit);
-            if slot >= u64::from(nslot) {
-                *byte &= !(1 << bit);
-            }
+    let first = (nslot / 8) as usize;
+    let keep = nslot % 8;
+    for (i, byte) in free.iter_mut().enumerate().skip(first) {
+        if i == first && keep != 0 {
+            *byte &= (1u8 << keep) - 1;
+        } else {
+            *byte = 0;
         }
     }
 }

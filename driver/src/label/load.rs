@@ -67,14 +67,13 @@ fn better(old: &Option<Failure>, new: &Failure) -> bool {
     }
 }
 
-/// Layout candidates in the kernel's order (128-byte labels first, then 256): the current
-/// formula's index size, and a foreign one block 0 points at with its otheroff.
+/// Layout candidates in the kernel's order (128-byte labels first, then 256). Within a
+/// version, a foreign index size block 0 points at with its otheroff comes first (so an
+/// area in such a layout is read only where its index blocks are), then the current
+/// formula's (for a formula area the two are the same).
 fn candidates(size: u64, h0: Option<&[u8]>) -> Vec<(LabelVersion, u64)> {
     let mut out = Vec::new();
     for version in [LabelVersion::V1_1, LabelVersion::V1_2] {
-        if let Some(l) = Layout::for_size(size, version) {
-            out.push((version, l.index_size));
-        }
         if let Some(h0) = h0.filter(|h| has_signature(h)) {
             let other = le64(h0, 40);
             let fits = other
@@ -84,9 +83,13 @@ fn candidates(size: u64, h0: Option<&[u8]>) -> Vec<(LabelVersion, u64)> {
                 && other >= INDEX_ALIGN
                 && other.is_multiple_of(INDEX_ALIGN)
                 && fits
-                && !out.contains(&(version, other))
             {
                 out.push((version, other));
+            }
+        }
+        if let Some(l) = Layout::for_size(size, version) {
+            if !out.contains(&(version, l.index_size)) {
+                out.push((version, l.index_size));
             }
         }
     }

@@ -19,6 +19,8 @@ pub use namespace::{NamespaceEntry, NamespaceState};
 pub use set::{LabelArea, LabelSet, Uninitialized, UninitializedKind};
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod set_tests;
 #[cfg(test)]
 mod tests;

@@ -141,6 +141,11 @@ fn used_runs(
 ) -> Result<(), LabelError> {
     let mut s = 0u32;
     while s < nslot {
+        if s.is_multiple_of(8) && free.get((s / 8) as usize) == Some(&0xff) {
+            // A whole byte of free slots (the common case of a sparse area).
+            s += 8;
+            continue;
+        }
         if is_free(free, s) {
             s += 1;
             continue;
@@ -217,7 +222,11 @@ impl LabelSet {
         };
         // The bitmap over the write layout: found bits for found slots, new slots free.
         let mut free = all_free(layout.nslot);
-        for s in 0..nslot {
+        let whole = (nslot / 8) as usize;
+        for (d, f) in free.iter_mut().zip(&block.free).take(whole) {
+            *d = *f;
+        }
+        for s in (whole as u32 * 8)..nslot {
             set_free(&mut free, s, is_free(&block.free, s));
         }
         let l = layout.label_size();
@@ -280,7 +289,7 @@ impl LabelSet {
             let in_use = set.labels.len() + set.skipped.len();
             if in_use > 0 && !force {
                 return Err(LabelError::AlreadyInitialised {
-                    labels: set.labels.len(),
+                    labels: in_use,
                     version: set.layout.version.as_str(),
                 });
             }
@@ -322,7 +331,12 @@ impl LabelSet {
     /// the current one, then the rest, so a crash leaves the old set or no index.
     pub fn zero(lsa: &dyn Lsa) -> Result<(), LabelError> {
         let size = lsa.size();
-        if let LabelArea::Labels(set) = LabelArea::load(lsa)? {
+        let area = match LabelArea::load(lsa) {
+            // Too small for labels: still zero what is there.
+            Err(LabelError::AreaTooSmall { .. }) => None,
+            other => Some(other?),
+        };
+        if let Some(LabelArea::Labels(set)) = area {
             let l = set.layout;
             for b in [1 - set.current, set.current] {
                 write_all(lsa, l.index_offset(b), &vec![0u8; l.index_size as usize])?;
@@ -336,6 +350,33 @@ impl LabelSet {
             at += n;
         }
         Ok(())
+    }
+
+    /// Every slot below nslot whose contents decode as a label carrying its own slot
+    /// number, free or not: what `ndctl read-labels` lists (it does not consult the
+    /// bitmap). Reads every slot; the active set is [`labels`](Self::labels).
+    pub fn scan_all_slots(&self, lsa: &dyn Lsa) -> Result<Vec<(u32, NamespaceLabel)>, LabelError> {
+        let l = self.layout.label_size();
+        let per_read = (lsa.max_xfer().clamp(l, 1 << 20) / l) as u32;
+        let mut out = Vec::new();
+        let mut start = 0u32;
+        while start < self.layout.nslot {
+            let count = per_read.min(self.layout.nslot - start);
+            let mut buf = vec![0u8; count as usize * l as usize];
+            read_exact(
+                lsa,
+                self.layout.label_offset() + u64::from(start) * l,
+                &mut buf,
+            )?;
+            for (i, bytes) in buf.chunks_exact(l as usize).enumerate() {
+                let slot = start + i as u32;
+                if let Ok(label) = NamespaceLabel::decode(bytes, self.layout.version, slot) {
+                    out.push((slot, label));
+                }
+            }
+            start += count;
+        }
+        Ok(out)
     }
 
     /// Label format version.
@@ -544,12 +585,25 @@ impl LabelSet {
             headers,
             skipped,
         };
-        set.warnings = self
-            .warnings
-            .iter()
-            .filter(|w| matches!(w, LabelWarning::SlotSkipped(e) if set.skipped.contains(&e.slot)))
-            .cloned()
-            .collect();
+        // What a load of the new state would report: the slot count against the formula
+        // (the old current block is valid, so no block warning), the still-skipped
+        // slots, and the namespace findings.
+        if let Some(f) = Layout::for_size(layout.lsa_size, layout.version) {
+            if f.nslot != layout.nslot {
+                set.warnings.push(LabelWarning::LegacySlotCount {
+                    found: layout.nslot,
+                    formula: f.nslot,
+                });
+            }
+        }
+        set.warnings.extend(
+            self.warnings
+                .iter()
+                .filter(
+                    |w| matches!(w, LabelWarning::SlotSkipped(e) if set.skipped.contains(&e.slot)),
+                )
+                .cloned(),
+        );
         set.warnings.extend(set.namespace_warnings());
         Ok(set)
     }

@@ -347,7 +347,9 @@ fn updating_flag_on_a_complete_set_is_accepted_and_cleared_on_update() {
     let mut l = ns(1, "old-kernel");
     l.flags |= FLAG_UPDATING;
     let (set, slot) = set.add_label(&lsa, l).unwrap();
-    let set = LabelSet::load(&lsa).unwrap_or(set);
+    let loaded = LabelSet::load(&lsa).unwrap();
+    assert_eq!(loaded, set);
+    let set = loaded;
     assert!(set.warnings().contains(&LabelWarning::Updating { slot }));
     let entry = &set.namespaces(Some(COOKIE))[0];
     assert_eq!(entry.state, NamespaceState::Active { updating: true });
@@ -401,7 +403,9 @@ fn duplicate_uuids_are_reported_and_deleted_together() {
     let (set, _) = set.add_label(&lsa, ns(1, "first")).unwrap();
     let (set, _) = set.add_label(&lsa, ns(2, "other")).unwrap();
     let (set, _) = set.add_label(&lsa, ns(1, "second")).unwrap();
-    let set = LabelSet::load(&lsa).unwrap_or(set);
+    let loaded = LabelSet::load(&lsa).unwrap();
+    assert_eq!(loaded, set);
+    let set = loaded;
     let uuid = ns(1, "").uuid;
     assert!(set.warnings().contains(&LabelWarning::DuplicateUuid {
         uuid,
@@ -534,7 +538,9 @@ fn init_refuses_existing_labels_unless_forced_and_can_change_version() {
     let lsa = MemLsa::new(K128);
     let set = LabelSet::init(&lsa, LabelVersion::V1_1, false).unwrap();
     // An empty valid area may be re-initialised without force.
-    let set = LabelSet::init(&lsa, LabelVersion::V1_1, false).unwrap_or(set);
+    let again = LabelSet::init(&lsa, LabelVersion::V1_1, false).unwrap();
+    assert_eq!(again.labels().count(), set.labels().count());
+    let set = again;
     let (_, _) = set.create_namespace(&lsa, ns(1, "keep"), COOKIE).unwrap();
     let err = LabelSet::init(&lsa, LabelVersion::V1_2, false).unwrap_err();
     assert!(
@@ -570,4 +576,217 @@ fn zero_leaves_a_blank_area() {
         LabelArea::Uninitialized(u) if u.kind == UninitializedKind::Blank
     ));
     assert_eq!(lsa.size(), K128 as u64);
+}
+
+#[test]
+fn the_card_label_area_round_trips_through_a_media_window_reopen() {
+    use crate::media::{file::FileWindow, MediaWindow, LABEL_AREA_SIZE};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("media");
+    let lpc = LABEL_AREA_SIZE + (16 << 20);
+    let window: Arc<dyn MediaWindow> = Arc::new(FileWindow::create(&path, lpc).unwrap());
+    let lsa = super::lsa::MediaLsa::new(window);
+    // The driver's LSA is the whole 16 MiB label area, transfers of 64 KiB.
+    assert_eq!((lsa.size(), lsa.max_xfer()), (M16 as u64, 64 << 10));
+    let set = LabelSet::init(&lsa, LabelVersion::V1_1, false).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(1, "pmem0"), COOKIE).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(2, "pmem1"), COOKIE).unwrap();
+    drop(lsa);
+    let window: Arc<dyn MediaWindow> = Arc::new(FileWindow::open(&path, lpc).unwrap());
+    let back = LabelSet::load(&super::lsa::MediaLsa::new(window)).unwrap();
+    assert_eq!(back, set);
+    assert_eq!(back.layout().nslot, 130812);
+    // The same bytes as a label image file (ndctl read-labels -o) read the same.
+    let image = dir.path().join("labels.bin");
+    std::fs::write(&image, &std::fs::read(&path).unwrap()[..M16]).unwrap();
+    let file = super::lsa::FileLsa::open(&image, false).unwrap();
+    assert_eq!(LabelSet::load(&file).unwrap().label_map(), set.label_map());
+}
+
+mod untrusted {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A loaded area is self-consistent: active labels sit in used slots below nslot
+    /// and carry their own slot number.
+    fn consistent(set: &LabelSet) -> Result<(), TestCaseError> {
+        for (slot, label) in set.labels() {
+            prop_assert!(slot < set.nslot());
+            prop_assert!(!set.is_slot_free(slot));
+            prop_assert_eq!(label.slot, slot);
+        }
+        Ok(())
+    }
+
+    fn populated_small(v: LabelVersion) -> Vec<u8> {
+        let lsa = MemLsa::new(4096);
+        let mut set = LabelSet::init(&lsa, v, false).unwrap();
+        for n in 0..5 {
+            set = set.create_namespace(&lsa, ns(n, "p"), COOKIE).unwrap().0;
+        }
+        set.delete_label(&lsa, 2).unwrap();
+        lsa.snapshot()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes: load answers (labels or uninitialised) without a panic and
+        /// without a transfer outside the area (the slice backend would refuse it).
+        #[test]
+        fn arbitrary_bytes_load_without_panic_or_overread(
+            bytes in proptest::collection::vec(any::<u8>(), 768..6000),
+        ) {
+            match LabelArea::load(&SliceLsa::new(&bytes)) {
+                Ok(LabelArea::Labels(set)) => consistent(&set)?,
+                Ok(LabelArea::Uninitialized(_)) => {}
+                Err(e) => prop_assert!(false, "load failed: {}", e),
+            }
+        }
+
+        /// Index blocks with a signature, a matching checksum and arbitrary other fields
+        /// (offsets right or not, any nslot, mysize, version): the deeper rules and the
+        /// slot scan run on them without a panic or a transfer outside the area.
+        #[test]
+        fn checksummed_arbitrary_headers_load_without_panic(
+            size in 768usize..9000,
+            fill in proptest::collection::vec(any::<u8>(), 9000),
+            fields in proptest::collection::vec(
+                (
+                    any::<u32>(),
+                    prop_oneof![3 => 0u32..64, 1 => 0u32..4000],
+                    prop_oneof![3 => Just(256u64), 1 => 0u64..400],
+                    prop_oneof![3 => 1u16..3, 1 => 0u16..8],
+                    prop_oneof![3 => 0u8..2, 1 => any::<u8>()],
+                    prop_oneof![4 => Just(true), 1 => Just(false)],
+                ),
+                2,
+            ),
+        ) {
+            let mut bytes = fill[..size].to_vec();
+            let isz = 256usize;
+            for (b, &(seq, nslot, mysize, minor, labelsize, right)) in fields.iter().enumerate() {
+                let blk = &mut bytes[b * isz..(b + 1) * isz];
+                blk[..16].copy_from_slice(b"NAMESPACE_INDEX\0");
+                blk[19] = labelsize;
+                blk[20..24].copy_from_slice(&seq.to_le_bytes());
+                if right {
+                    let (mine, other) = ((b * isz) as u64, ((1 - b) * isz) as u64);
+                    blk[24..32].copy_from_slice(&mine.to_le_bytes());
+                    blk[40..48].copy_from_slice(&other.to_le_bytes());
+                    blk[48..56].copy_from_slice(&(2 * isz as u64).to_le_bytes());
+                }
+                blk[32..40].copy_from_slice(&mysize.to_le_bytes());
+                blk[56..60].copy_from_slice(&nslot.to_le_bytes());
+                blk[60..62].copy_from_slice(&1u16.to_le_bytes());
+                blk[62..64].copy_from_slice(&minor.to_le_bytes());
+                let span = if (72..=isz as u64).contains(&mysize) { mysize as usize } else { isz };
+                let sum = super::super::fletcher::fletcher64_without(&blk[..span], 64);
+                blk[64..72].copy_from_slice(&sum.to_le_bytes());
+            }
+            match LabelArea::load(&SliceLsa::new(&bytes)) {
+                Ok(LabelArea::Labels(set)) => consistent(&set)?,
+                Ok(LabelArea::Uninitialized(_)) => {}
+                Err(e) => prop_assert!(false, "load failed: {}", e),
+            }
+        }
+
+        /// A valid area with damaged bytes loads leniently, and a change on top of what
+        /// it loaded either fails with a typed error or reads back as written.
+        #[test]
+        fn damaged_areas_load_and_accept_changes(
+            v2 in any::<bool>(),
+            flips in proptest::collection::vec((0usize..4096, 1u8..=255), 1..12),
+        ) {
+            let v = if v2 { LabelVersion::V1_2 } else { LabelVersion::V1_1 };
+            let mut bytes = populated_small(v);
+            for (at, x) in flips {
+                bytes[at] ^= x;
+            }
+            let lsa = MemLsa::from_bytes(bytes);
+            let set = match LabelArea::load(&lsa) {
+                Ok(LabelArea::Labels(set)) => set,
+                Ok(LabelArea::Uninitialized(_)) => return Ok(()),
+                Err(e) => return Err(TestCaseError::fail(format!("load failed: {e}"))),
+            };
+            consistent(&set)?;
+            match set.create_namespace(&lsa, ns(77, "after"), COOKIE) {
+                Ok((after, slot)) => {
+                    let back = LabelSet::load(&lsa).unwrap();
+                    prop_assert_eq!(back.label_map(), after.label_map());
+                    prop_assert_eq!(back.label(slot).map(|l| l.uuid), Some(ns(77, "").uuid));
+                    consistent(&back)?;
+                }
+                Err(LabelError::NoFreeSlot { .. } | LabelError::UuidExists { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected {}", e),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_foreign_index_size_and_a_bitmap_shorter_than_nslot_are_read_leniently() {
+    // 256 KiB: the formula gives 512-byte index blocks; this writer used 256-byte blocks
+    // (found through block 0's otheroff) and claims 2000 slots, more than the 184-byte
+    // bitmap of such a block covers (1472).
+    let size = 256 * 1024;
+    let layout = Layout {
+        lsa_size: size as u64,
+        version: LabelVersion::V1_1,
+        index_size: 256,
+        nslot: 2000,
+    };
+    assert_eq!(
+        Layout::for_size(size as u64, LabelVersion::V1_1)
+            .unwrap()
+            .index_size,
+        512
+    );
+    let mut bytes = vec![0u8; size];
+    let mut free = vec![0xffu8; 184];
+    set_free(&mut free, 0, false);
+    for (b, seq) in [(0u8, 1u8), (1, 1)] {
+        let blk = IndexBlock::new(&layout, b, seq, free.clone()).encode(256);
+        bytes[usize::from(b) * 256..][..256].copy_from_slice(&blk);
+    }
+    bytes[512..640].copy_from_slice(&ns(1, "foreign").encode(LabelVersion::V1_1, 0));
+    let rec = RecordingLsa::new(bytes.clone(), 4096);
+    let set = LabelSet::load(&rec).unwrap();
+    assert_reads_only_index_and_used(&rec, &set);
+    let lsa = MemLsa::from_bytes(bytes);
+    let loaded = LabelSet::load(&lsa).unwrap();
+    assert_eq!(loaded, set);
+    let set = loaded;
+    // Equal seqs: block 1 is current.
+    assert_eq!(set.current_block(), 1);
+    assert!(set.warnings().contains(&LabelWarning::BitmapShort {
+        nslot: 2000,
+        covered: 1472
+    }));
+    assert_eq!((set.layout().index_size, set.nslot()), (256, 1472));
+    assert_eq!(names(&set), [(0, "foreign".into())]);
+    // Writes keep the layout found (moving the index blocks is not a one-write change).
+    let (set, slot) = set.create_namespace(&lsa, ns(2, "mine"), COOKIE).unwrap();
+    assert_eq!(slot, 1);
+    let back = LabelSet::load(&lsa).unwrap();
+    assert_eq!(back, set);
+    assert_eq!((back.current_block(), back.found_nslot()), (0, 1472));
+}
+
+#[test]
+fn scan_all_slots_lists_freed_labels_too_as_ndctl_read_labels_does() {
+    let lsa = MemLsa::new(K128).with_max_xfer(4096);
+    let set = LabelSet::init(&lsa, LabelVersion::V1_2, false).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(1, "kept"), COOKIE).unwrap();
+    let (set, _) = set.create_namespace(&lsa, ns(2, "gone"), COOKIE).unwrap();
+    let set = set.delete_namespace(&lsa, ns(2, "").uuid).unwrap();
+    let scanned: Vec<(u32, String)> = set
+        .scan_all_slots(&lsa)
+        .unwrap()
+        .into_iter()
+        .map(|(s, l)| (s, l.name_str()))
+        .collect();
+    assert_eq!(scanned, [(0, "kept".into()), (1, "gone".into())]);
+    assert_eq!(names(&set), [(0, "kept".into())]);
 }
