@@ -83,6 +83,8 @@ pub struct Namespace {
     pub state: String,
     /// True when it can be mapped.
     pub usable: bool,
+    /// Known bad (poisoned) byte ranges, relative to the namespace's start.
+    pub bad_ranges: Vec<Range<u64>>,
 }
 
 /// The label area's state, for listings.
@@ -387,6 +389,7 @@ impl Bus {
                 slot: None,
                 state: "label-less".into(),
                 usable: true,
+                bad_ranges: self.bad_ranges(0, self.region.size()),
             }]);
         }
         let set = match self.labels() {
@@ -419,6 +422,11 @@ impl Bus {
                     slot: e.slots.first().copied(),
                     state,
                     usable,
+                    bad_ranges: if in_region {
+                        self.bad_ranges(l.dpa, l.rawsize)
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();
@@ -427,6 +435,21 @@ impl Bus {
             n.dev = format!("namespace{}.{i}", self.index);
         }
         Ok(out)
+    }
+
+    /// The window's bad ranges inside region bytes `[offset, offset + len)`, relative to
+    /// `offset`.
+    fn bad_ranges(&self, offset: u64, len: u64) -> Vec<Range<u64>> {
+        let Some(w) = &self.region.window else {
+            return Vec::new();
+        };
+        let start = self.region.base() + offset;
+        let end = start.saturating_add(len);
+        w.bad_ranges()
+            .into_iter()
+            .filter(|r| r.start < end && start < r.end)
+            .map(|r| r.start.max(start) - start..r.end.min(end) - start)
+            .collect()
     }
 
     /// Size, free bytes and largest free extent of the region.

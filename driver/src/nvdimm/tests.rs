@@ -268,3 +268,49 @@ fn a_bare_label_image_is_edited_offline() {
     assert!(listed[0].usable);
     assert_eq!(no_cookie.label_summary().unwrap().nslot, Some(1020));
 }
+
+/// A file window that reports fixed bad ranges (as a poisoned card would).
+#[derive(Debug)]
+struct Poisoned(FileWindow, Vec<std::ops::Range<u64>>);
+
+impl MediaWindow for Poisoned {
+    fn kind(&self) -> crate::media::MediaKind {
+        self.0.kind()
+    }
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn base(&self) -> std::ptr::NonNull<u8> {
+        self.0.base()
+    }
+    fn granularity(&self) -> crate::media::Granularity {
+        self.0.granularity()
+    }
+    fn sync(&self, range: std::ops::Range<u64>) -> std::io::Result<()> {
+        self.0.sync(range)
+    }
+    fn bad_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.1.clone()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+#[test]
+fn each_namespace_reports_its_bad_ranges_relative_to_its_start() {
+    let d = tempfile::tempdir().unwrap();
+    let f = FileWindow::create(d.path().join("p.img"), 128 * M).unwrap();
+    // One bad line in the label area (no namespace), one straddling two namespaces.
+    let bad = vec![4096..4160, (16 * M + 16 * M - 64)..(16 * M + 16 * M + 64)];
+    let w: Arc<dyn MediaWindow> = Arc::new(Poisoned(f, bad));
+    let b = Bus::from_window(0, w, 5, None).unwrap();
+    b.init_labels(LabelVersion::V1_1, false).unwrap();
+    b.create_namespace(&spec(Some(16 * M), "a")).unwrap();
+    b.create_namespace(&spec(Some(16 * M), "b")).unwrap();
+    b.create_namespace(&spec(Some(16 * M), "c")).unwrap();
+    let all = b.namespaces().unwrap();
+    assert_eq!(all[0].bad_ranges, [(16 * M - 64)..(16 * M)]);
+    assert_eq!(all[1].bad_ranges, [0..64]);
+    assert!(all[2].bad_ranges.is_empty());
+}
