@@ -132,6 +132,10 @@ fn load_reads_only_the_index_blocks_and_the_used_slots() {
             assert_reads_only_index_and_used(&lsa, &back);
             // The whole area is much larger than what was read.
             let total: u64 = lsa.reads().iter().map(|r| r.1).sum();
+            eprintln!(
+                "{v} {size:#x}: load read {total} bytes in {} transfers",
+                lsa.reads().len()
+            );
             assert!(total < 4 * back.layout().index_size + 8 * 256, "{total}");
         }
     }
