@@ -698,3 +698,20 @@ fn v1_2_labels_keep_their_type_and_abstraction_guids_through_the_set() {
     );
     assert_eq!((got.sector_size(), got.align), (4096, 1));
 }
+
+#[test]
+fn blocks_of_two_versions_resolve_to_128_byte_labels_first_as_the_kernel_does() {
+    // 128 KiB: both versions use 256-byte index blocks, so block 0 may be v1.2 and block
+    // 1 v1.1. The kernel tries 128-byte labels first: block 1 (v1.1) wins.
+    let v11 = two_blocks(LabelVersion::V1_1, None, Some(1));
+    let v12 = two_blocks(LabelVersion::V1_2, Some(2), None);
+    let mut bytes = v11.clone();
+    bytes[..256].copy_from_slice(&v12[..256]);
+    let set = LabelSet::load(&SliceLsa::new(&bytes)).unwrap();
+    assert_eq!(
+        (set.version(), set.current_block()),
+        (LabelVersion::V1_1, 1)
+    );
+    let w = set.warnings()[0].to_string();
+    assert!(w.contains("256-byte labels, not 128"), "{w}");
+}
