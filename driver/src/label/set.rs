@@ -296,7 +296,7 @@ impl LabelSet {
     ///
     /// An area without a valid index gets ndctl's pair: block 0 with seq 3 written first,
     /// then block 1 with seq 2, all slots free (a crash leaves it uninitialised or
-    /// initialised). An area holding active labels is refused unless `force`. Re-initialising
+    /// initialised). An area with used slots (labels or skipped ones) is refused unless `force`. Re-initialising
     /// a valid area whose index size stays the same is two ordinary commits of an empty
     /// set (a crash leaves the old or the empty set); a change of index size (another
     /// version or a foreign layout) first invalidates the old blocks, non-current first,
