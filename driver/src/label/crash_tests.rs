@@ -280,6 +280,7 @@ fn every_operation(size: usize, max_xfer: u64) -> usize {
 fn every_operation_on_128k_is_old_or_new_at_every_8_byte_cut() {
     // 64-byte transfers: every index write is 4 transfers, every label 2 or 4.
     let cuts = every_operation(K128, 64);
+    eprintln!("128 KiB: {cuts} cut points loaded");
     // Each of the 8 operations per version changes at least a header's seq and checksum.
     assert!(cuts > 2 * 8 * 2, "{cuts}");
 }
@@ -287,12 +288,16 @@ fn every_operation_on_128k_is_old_or_new_at_every_8_byte_cut() {
 #[test]
 fn every_operation_over_8_byte_transfers_is_old_or_new() {
     // papr_scm serves 8-byte transfers: every write boundary is an 8-byte boundary.
-    every_operation(4096, 8);
+    let cuts = every_operation(4096, 8);
+    eprintln!("4 KiB, 8-byte transfers: {cuts} cut points loaded");
+    assert!(cuts > 2 * 8 * 2, "{cuts}");
 }
 
 #[test]
 fn every_operation_on_the_16mib_area_is_old_or_new_at_every_8_byte_cut() {
-    every_operation(M16, 64 << 10);
+    let cuts = every_operation(M16, 64 << 10);
+    eprintln!("16 MiB: {cuts} cut points loaded");
+    assert!(cuts > 2 * 8 * 2, "{cuts}");
 }
 
 // ---- random operation sequences against a model, with random power cuts ----

@@ -24,3 +24,5 @@ mod crash_tests;
 mod set_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod untrusted_tests;

@@ -6,6 +6,29 @@
 //! slots used and the superseded ones free. That single index write is the commit: until
 //! it is complete and its checksum matches, the current block still describes the old set
 //! and its used slots were not touched; once it is, the new block wins the sequence rule.
+//!
+//! ```
+//! use ocxlpmem::label::index::LabelVersion;
+//! use ocxlpmem::label::lsa::MemLsa;
+//! use ocxlpmem::label::ns_label::NamespaceLabel;
+//! use ocxlpmem::label::{LabelArea, LabelSet};
+//!
+//! # fn main() -> Result<(), ocxlpmem::label::error::LabelError> {
+//! let lsa = MemLsa::new(128 << 10);
+//! let serial = 0x1234_5678; // the region's interleave-set cookie
+//! let set = match LabelArea::load(&lsa)? {
+//!     LabelArea::Labels(set) => set,
+//!     LabelArea::Uninitialized(_) => LabelSet::init(&lsa, LabelVersion::V1_1, false)?,
+//! };
+//! let uuid = uuid::Uuid::from_u128(0x5eed);
+//! let (set, _slot) = set.create_namespace(&lsa, NamespaceLabel::new(uuid, 0, 16 << 20), serial)?;
+//! let (set, _slot) = set.update_namespace(&lsa, uuid, |l| l.set_name("db"))?;
+//! assert_eq!(set.find_namespace_checked(uuid, serial)?.1.name_str(), "db");
+//! let set = set.delete_namespace(&lsa, uuid)?;
+//! assert_eq!(LabelSet::load(&lsa)?, set);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -273,7 +296,7 @@ impl LabelSet {
     ///
     /// An area without a valid index gets ndctl's pair: block 0 with seq 3 written first,
     /// then block 1 with seq 2, all slots free (a crash leaves it uninitialised or
-    /// initialised). An area holding active labels is refused unless `force`. Re-initialising
+    /// initialised). An area with used slots (labels or skipped ones) is refused unless `force`. Re-initialising
     /// a valid area whose index size stays the same is two ordinary commits of an empty
     /// set (a crash leaves the old or the empty set); a change of index size (another
     /// version or a foreign layout) first invalidates the old blocks, non-current first,
