@@ -108,6 +108,16 @@ impl Admin {
         })
     }
 
+    /// Makes the next command of each area write every request word again instead of
+    /// trusting that the unused ones still hold the zeros this handle wrote. Call it after
+    /// anything else may have written the request blocks (a controller reset).
+    pub fn forget_request_words(&self) {
+        self.admin.forget_request_words();
+        if let Some(ns) = &self.near_storage {
+            ns.forget_request_words();
+        }
+    }
+
     /// The layout of the admin area as discovered.
     pub fn admin_layout(&self) -> AreaLayout {
         self.admin.layout

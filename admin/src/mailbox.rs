@@ -32,6 +32,12 @@ struct ChannelState {
     last_id: u16,
     /// Ids of commands whose response never arrived (timeout, transport error).
     late: Vec<u16>,
+    /// Request words `n..=7` are known to hold 0, because this handle wrote them and the
+    /// host is the request block's only writer (VFIO gives one process the device). `None`
+    /// until the first command, after a failed write, and after a reset
+    /// ([`Admin::forget_request_words`]). Saves rewriting zeros on every command (§2.4
+    /// step 4 is about what the words hold, not about how often they are stored).
+    zero_from: Option<u64>,
 }
 
 impl ChannelState {
@@ -50,6 +56,14 @@ impl ChannelState {
 }
 
 impl Channel {
+    /// Forgets what the request words hold (the next command writes all of them).
+    pub(crate) fn forget_request_words(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .zero_from = None;
+    }
+
     pub(crate) fn new(area: CommandArea, layout: AreaLayout) -> Self {
         Self {
             area,
@@ -150,6 +164,7 @@ impl Admin {
         // 3. Parameters into request +0x08.., input data into the data buffer.
         let id = next_command_id(st.last_id);
         st.last_id = id;
+        let known_zero_from = st.zero_from.take().unwrap_or(8);
         for (i, &p) in params.iter().enumerate() {
             mmio.write_u64(layout.request_offset + param_offset(i as u64 + 1), p)
                 .map_err(AdminError::transport("writing request parameters"))?;
@@ -163,10 +178,12 @@ impl Admin {
         let header = RequestHeader { opcode: op, id }.encode();
         mmio.write_u64(layout.request_offset, header)
             .map_err(AdminError::transport("writing the request header"))?;
-        for n in u64::from(spec.param_words) + 1..=7 {
+        let first_unused = u64::from(spec.param_words) + 1;
+        for n in first_unused..known_zero_from.clamp(first_unused, 8) {
             mmio.write_u64(layout.request_offset + param_offset(n), 0)
                 .map_err(AdminError::transport("zeroing unused request words"))?;
         }
+        st.zero_from = Some(first_unused);
 
         // 5. Barrier, so the request is visible before the doorbell, then ring it. From
         //    here on the device may answer at any time: any exit without an acknowledged

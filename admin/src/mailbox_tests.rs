@@ -97,6 +97,8 @@ fn request_block_has_header_params_and_zeroed_unused_words() {
         &mut out,
     );
     garbage_request(&card);
+    // Something else wrote the block (a reset): the next command must not trust it.
+    admin.forget_request_words();
     admin.heartbeat().unwrap();
     let seen = card.seen();
     assert_eq!(seen.len(), 2);
@@ -116,6 +118,33 @@ fn request_block_has_header_params_and_zeroed_unused_words() {
     assert!(seen.iter().all(|s| s.hci & Hci::ACRW != 0));
     // Acknowledged: ACRA is clear again.
     assert_eq!(card.chi() & Chi::ACRA, 0);
+}
+
+#[test]
+fn unused_words_are_rezeroed_only_where_they_may_hold_something() {
+    let (card, admin) = open();
+    garbage_request(&card);
+    admin.heartbeat().unwrap();
+    // A one-parameter command, then a heartbeat: word 1 held the parameter and is zeroed.
+    let mut out = [0u8; 16];
+    let _ = admin.send(
+        &table::CONTROLLER_DUMP,
+        &[params::dump_chunk(0x40, 8)],
+        &[],
+        &mut out,
+    );
+    admin.heartbeat().unwrap();
+    let seen = card.seen();
+    assert_eq!(&seen[0].words[1..], &[0; 7]);
+    assert_eq!(seen[1].words[1], params::dump_chunk(0x40, 8));
+    assert_eq!(&seen[2].words[1..], &[0; 7]);
+    // A write that fails mid-way leaves nothing trusted: after garbage, all are zeroed.
+    card.script.lock().unwrap().fail_write_at = Some(ADMIN_REQ);
+    assert!(admin.heartbeat().is_err());
+    garbage_request(&card);
+    admin.heartbeat().unwrap();
+    let last = card.seen().pop().unwrap();
+    assert_eq!(&last.words[1..], &[0; 7]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use ocxlpmem_regs::command::{
 use ocxlpmem_regs::config::{self, dvsec};
 use ocxlpmem_regs::indicators::{Chi, Hci};
 use ocxlpmem_regs::offsets;
-use vfio_user_support::{reg, set_reg, wait_chi, RingingClient, SimServer, TransportMmio};
+use vfio_user_support::{reg, set_reg, wait_chi, RingingClient, SimServer};
 
 fn cfg_u16(t: &dyn Transport, offset: u64) -> u16 {
     let mut b = [0u8; 2];
@@ -362,11 +362,21 @@ fn admin_send_path_across_processes_recovers_a_dead_clients_response() {
     let killed = RingingClient::start(srv.socket());
     assert!(!killed.kill9().success());
     // spec §2.4 step 2: the next owner clears the stale response and its command works.
-    let mmio = std::sync::Arc::new(TransportMmio::new(srv.connect()));
-    let admin = ocxlpmem_admin::Admin::new(mmio.clone()).expect("admin over vfio-user");
+    let t: std::sync::Arc<dyn Transport> = std::sync::Arc::new(srv.connect());
+    let location = ocxlpmem::device::MmioLocation {
+        bar: 0,
+        offset: 0,
+        size: t.region_info(region::BAR0).unwrap().size,
+    };
+    let mmio = std::sync::Arc::new(ocxlpmem::device::GlobalMmio::new(
+        std::sync::Arc::clone(&t),
+        location,
+        false,
+    ));
+    let admin = ocxlpmem_admin::Admin::new(mmio).expect("admin over vfio-user");
     admin.heartbeat().expect("heartbeat after a dead client");
     admin.heartbeat().expect("a second heartbeat");
-    assert_eq!(reg(mmio.transport(), offsets::CHI) & Chi::ACRA, 0);
+    assert_eq!(reg(t.as_ref(), offsets::CHI) & Chi::ACRA, 0);
 }
 
 #[test]

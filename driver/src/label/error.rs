@@ -173,6 +173,45 @@ pub enum LabelWarning {
         /// The slot.
         slot: u32,
     },
+    /// The current index's free bitmap holds fewer bits than its nslot; the slots past
+    /// the bitmap are treated as absent.
+    #[error("index nslot {nslot} but its free bitmap covers only {covered} slots; slots past it ignored")]
+    BitmapShort {
+        /// The stored nslot.
+        nslot: u32,
+        /// Slots the bitmap covers.
+        covered: u32,
+    },
+    /// Several active labels claim the same namespace UUID and position.
+    #[error("namespace {uuid} has {} labels at one position (slots {slots:?}); fix: delete the namespace or one of the slots", slots.len())]
+    DuplicateUuid {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// The slots holding it.
+        slots: Vec<u32>,
+    },
+    /// A namespace's labels do not form a complete set (mid-update, or DIMMs missing).
+    #[error("namespace {uuid} has {found} of {nlabel} labels; not usable on this card")]
+    IncompleteSet {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// Distinct positions found.
+        found: usize,
+        /// The nlabel its labels claim.
+        nlabel: u16,
+    },
+    /// A label's interleave-set cookie is not the region's.
+    #[error("namespace {uuid} (slot {slot}) has interleave-set cookie {found:#018x}, the region's is {expected:#018x}; the label belongs to another card or the card serial changed")]
+    CookieMismatch {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// The slot.
+        slot: u32,
+        /// The label's cookie.
+        found: u64,
+        /// The region's cookie.
+        expected: u64,
+    },
 }
 
 /// Why a label-area operation failed.
@@ -230,6 +269,40 @@ pub enum LabelError {
         labels: usize,
         /// Their version.
         version: &'static str,
+    },
+    /// No active label carries this namespace UUID.
+    #[error("no namespace {uuid} in the label area")]
+    NotFound {
+        /// The UUID asked for.
+        uuid: uuid::Uuid,
+    },
+    /// A namespace UUID is already in use by an active label.
+    #[error("namespace {uuid} already exists (label slot {slot}); fix: pick another UUID or update that namespace")]
+    UuidExists {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// The slot holding it.
+        slot: u32,
+    },
+    /// Several labels claim one namespace, so which one to change is ambiguous.
+    #[error("namespace {uuid} has duplicate labels in slots {slots:?}; fix: delete the namespace, or delete all but one slot")]
+    DuplicateUuid {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// The slots holding it.
+        slots: Vec<u32>,
+    },
+    /// A namespace's label was written for another interleave set.
+    #[error("namespace {uuid} (slot {slot}) has interleave-set cookie {found:#018x}, expected {expected:#018x}; fix: the labels belong to another card or its serial changed: destroy the namespace or re-initialise the labels")]
+    CookieMismatch {
+        /// The UUID.
+        uuid: uuid::Uuid,
+        /// The slot.
+        slot: u32,
+        /// The label's cookie.
+        found: u64,
+        /// The expected cookie.
+        expected: u64,
     },
     /// The area changed underneath a cached view (another writer).
     #[error("index block {block} changed since it was read (seq {expected} expected, {found} found); re-read and retry")]

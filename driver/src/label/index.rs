@@ -229,6 +229,22 @@ fn label_size_of(major: u16, minor: u16, labelsize: u8) -> u64 {
     }
 }
 
+/// The label size an index header's version fields describe (0 if none), read from the
+/// header bytes without validating anything else: the cheap filter a reader uses to pick
+/// which layout to parse a block under.
+pub fn header_label_size(hdr: &[u8]) -> u64 {
+    label_size_of(
+        le16(hdr, 60),
+        le16(hdr, 62),
+        hdr.get(19).copied().unwrap_or(0),
+    )
+}
+
+/// True if `hdr` starts with the index signature.
+pub fn has_signature(hdr: &[u8]) -> bool {
+    hdr.get(..16) == Some(&INDEX_SIGNATURE[..])
+}
+
 /// The checks that need only the 72-byte header, after signature and checksum: sequence,
 /// offsets, sizes, in that order. `block` is 0 or 1; `index_size` the layout's.
 pub fn check_header(
@@ -432,12 +448,13 @@ impl IndexBlock {
 
 /// Clears bitmap bits at and past `nslot` (writers keep them zero).
 pub fn clear_tail_bits(free: &mut [u8], nslot: u32) {
-    for (i, byte) in free.iter_mut().enumerate() {
-        for bit in 0..8u32 {
-            let slot = (i as u64) * 8 + u64::from(bit);
-            if slot >= u64::from(nslot) {
-                *byte &= !(1 << bit);
-            }
+    let first = (nslot / 8) as usize;
+    let keep = nslot % 8;
+    for (i, byte) in free.iter_mut().enumerate().skip(first) {
+        if i == first && keep != 0 {
+            *byte &= (1u8 << keep) - 1;
+        } else {
+            *byte = 0;
         }
     }
 }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::error::{IndexRule, SlotRule};
-use super::index::{all_free, is_free, set_free};
+use super::index::{all_free, clear_tail_bits, is_free, set_free};
 use super::index::{current_block, next_seq, parse_index, IndexBlock, LabelVersion, Layout};
 use super::ns_label::NamespaceLabel;
 
@@ -102,4 +102,16 @@ fn index_encode_of_a_too_small_size_still_yields_a_whole_header() {
     let bytes = block.encode(16);
     assert_eq!(bytes.len(), 72);
     assert_eq!(&bytes[..16], b"NAMESPACE_INDEX\0");
+}
+
+#[test]
+fn bitmap_bits_at_and_past_nslot_are_cleared() {
+    let mut free = vec![0xffu8; 3];
+    clear_tail_bits(&mut free, 10);
+    assert_eq!(free, [0xff, 0x03, 0x00]);
+    let mut free = vec![0xffu8; 3];
+    clear_tail_bits(&mut free, 16);
+    assert_eq!(free, [0xff, 0xff, 0x00]);
+    assert_eq!(all_free(1), [0x01]);
+    assert_eq!(all_free(0), Vec::<u8>::new());
 }

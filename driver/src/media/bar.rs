@@ -8,6 +8,9 @@ use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
 
+use std::path::PathBuf;
+
+use super::file::{check_lpc_size, WindowError};
 use super::{Granularity, MediaKind, MediaWindow};
 use crate::transport::{region, RegionMap, Transport, TransportError};
 
@@ -33,6 +36,28 @@ impl BarWindow {
             map,
             describe: format!("{} BAR 4 ({} MiB)", transport.describe(), info.size >> 20),
         })
+    }
+
+    /// As [`BarWindow::open`], checking the BAR the way every window is checked: larger than
+    /// the label area, and exactly `lpc_size` bytes when that is given (from the AFU
+    /// descriptor).
+    pub fn open_expecting(
+        transport: &dyn Transport,
+        lpc_size: Option<u64>,
+    ) -> Result<BarWindow, WindowError> {
+        let info = transport.region_info(region::BAR4)?;
+        let path = PathBuf::from(format!("{} BAR 4", transport.describe()));
+        if let Some(expected) = lpc_size.filter(|&e| e != info.size) {
+            return Err(WindowError::SizeMismatch {
+                path,
+                expected,
+                actual: info.size,
+                fix: "the card's BAR 4 must be its LPC memory; check the AFU descriptor's \
+                      LPC size and the simulator's --lpc-size",
+            });
+        }
+        check_lpc_size(info.size)?;
+        Ok(BarWindow::open(transport)?)
     }
 }
 
@@ -96,5 +121,25 @@ mod tests {
         assert_eq!(b[0], 0xc3);
         assert!(w.sync(0..(64 << 20) + 1).is_err());
         assert!(w.describe().contains("BAR 4 (64 MiB)"), "{}", w.describe());
+    }
+
+    #[test]
+    fn open_expecting_checks_the_bar_size_against_lpc_size() {
+        let cfg = SimConfig {
+            lpc_size: 64 << 20,
+            ..SimConfig::default()
+        };
+        let t = SimTransport::new(SimCard::new(cfg).unwrap());
+        assert_eq!(
+            BarWindow::open_expecting(&t, Some(64 << 20)).unwrap().len(),
+            64 << 20
+        );
+        BarWindow::open_expecting(&t, None).unwrap();
+        let e = BarWindow::open_expecting(&t, Some(128 << 20)).unwrap_err();
+        assert!(
+            matches!(e, WindowError::SizeMismatch { actual, .. } if actual == 64 << 20),
+            "{e}"
+        );
+        assert!(e.to_string().contains("BAR 4"), "{e}");
     }
 }

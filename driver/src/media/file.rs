@@ -68,6 +68,31 @@ pub enum WindowError {
         /// Why, and what to use instead.
         why: String,
     },
+    /// Opening or mapping the object was refused.
+    #[error("{path}: {op}: permission denied; {hint}")]
+    PermissionDenied {
+        /// The file or device.
+        path: PathBuf,
+        /// What was refused ("open", "mmap").
+        op: &'static str,
+        /// What to do about it.
+        hint: String,
+    },
+    /// The asked-for range does not lie inside the object.
+    #[error("{path}: range {offset:#x}+{len:#x} is outside its {size:#x} bytes")]
+    OutOfRange {
+        /// The file or device.
+        path: PathBuf,
+        /// Start of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+        /// Size of the object.
+        size: u64,
+    },
+    /// The transport under a BAR window failed.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
 }
 
 /// The system page size (msync and mmap granularity).
@@ -77,13 +102,14 @@ pub(crate) fn page_size() -> u64 {
     u64::try_from(n).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
-/// Checks that lpc_size can be a media window: it holds the label area, is page aligned
-/// and fits a `usize`. Returns it as `usize`.
+/// Checks that lpc_size can be a media window: it is larger than the label area (a window
+/// of only the label area has no room for a namespace), is page aligned and fits a
+/// `usize`. Returns it as `usize`.
 pub(crate) fn check_lpc_size(lpc_size: u64) -> Result<usize, WindowError> {
-    if lpc_size < LABEL_AREA_SIZE {
+    if lpc_size <= LABEL_AREA_SIZE {
         return Err(WindowError::BadLpcSize {
             lpc_size,
-            why: "smaller than the 16 MiB label area at the start of every window",
+            why: "not larger than the 16 MiB label area at the start of every window",
         });
     }
     let page = page_size();
@@ -172,6 +198,30 @@ impl Mapping {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+}
+
+impl Mapping {
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Flushes the CPU cache lines covering `range` (offsets in the mapping) and waits for
+    /// them to drain ([`crate::pmem::persist`]): the persistence step of cache-line
+    /// granular windows.
+    pub(crate) fn persist(&self, range: Range<u64>) -> io::Result<()> {
+        let len = self.len as u64;
+        if range.start > range.end || range.end > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("sync range {range:?} is outside the {len:#x}-byte window"),
+            ));
+        }
+        let (start, n) = (range.start as usize, (range.end - range.start) as usize);
+        // SAFETY: [start, start + n) lies inside the live mapping (checked above).
+        unsafe { crate::pmem::persist(self.ptr.as_ptr().add(start), n) };
         Ok(())
     }
 }
@@ -352,6 +402,8 @@ mod tests {
     fn lpc_size_smaller_than_label_area_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let e = FileWindow::create(dir.path().join("m"), 1 << 20).unwrap_err();
+        assert!(matches!(e, WindowError::BadLpcSize { .. }), "{e}");
+        let e = FileWindow::create(dir.path().join("m"), LABEL_AREA_SIZE).unwrap_err();
         assert!(matches!(e, WindowError::BadLpcSize { .. }), "{e}");
         let e = FileWindow::create(dir.path().join("m"), SIZE + 1).unwrap_err();
         assert!(matches!(e, WindowError::Unaligned { .. }), "{e}");

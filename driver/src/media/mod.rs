@@ -78,3 +78,4 @@ pub mod bar;
 pub mod devdax;
 pub mod devmem;
 pub mod file;
+pub mod spec;

@@ -14,7 +14,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ocxlpmem::transport::vfio_user::{VfioUserOptions, VfioUserTransport};
 use ocxlpmem::transport::{region, Transport};
-use ocxlpmem_regs::mmio::{check_access, Mmio, MmioError};
 
 /// How long a test waits for anything a child process does.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -240,55 +239,5 @@ pub fn wait_chi(t: &dyn Transport, mask: u64) -> u64 {
             return chi;
         }
         thread::sleep(Duration::from_micros(200));
-    }
-}
-
-/// The global MMIO (BAR 0) as an [`Mmio`], through trapped vfio-user accesses, so the
-/// admin crate can run its send path across the process boundary.
-pub struct TransportMmio<T: Transport> {
-    transport: T,
-    size: u64,
-}
-
-impl<T: Transport> TransportMmio<T> {
-    /// Wraps `transport`; the area is the whole of BAR 0 (the simulated card's global
-    /// MMIO starts at BAR 0 offset 0, spec §10).
-    pub fn new(transport: T) -> Self {
-        let size = transport.region_info(region::BAR0).map_or(0, |r| r.size);
-        TransportMmio { transport, size }
-    }
-
-    /// The transport underneath.
-    pub fn transport(&self) -> &T {
-        &self.transport
-    }
-
-    fn io(offset: u64, e: ocxlpmem::transport::TransportError) -> MmioError {
-        MmioError::Io {
-            offset,
-            source: std::io::Error::other(e),
-        }
-    }
-}
-
-impl<T: Transport> Mmio for TransportMmio<T> {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_u64(&self, offset: u64) -> Result<u64, MmioError> {
-        check_access(offset, 8, self.size, 8)?;
-        let mut b = [0u8; 8];
-        self.transport
-            .region_read(region::BAR0, offset, &mut b)
-            .map_err(|e| Self::io(offset, e))?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn write_u64(&self, offset: u64, value: u64) -> Result<(), MmioError> {
-        check_access(offset, 8, self.size, 8)?;
-        self.transport
-            .region_write(region::BAR0, offset, &value.to_le_bytes())
-            .map_err(|e| Self::io(offset, e))
     }
 }

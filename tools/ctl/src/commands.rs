@@ -2,31 +2,39 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ocxlpmem::label::lsa::write_all;
+use ocxlpmem::media::MediaWindow;
+use ocxlpmem::nvdimm::{Bus, NamespaceSpec};
 
 use ocxlpmem_admin::{Destructive, Event, Monitor, MonitorOptions};
 use ocxlpmem_ioctl::{Client, IoctlDevice, KernelDevice};
 use ocxlpmem_regs::abi::LABEL_AREA_SIZE;
-use ocxlpmem_sim::REGION_BAR4;
 use serde_json::json;
 
 use crate::output::{emit, exit, CtlError, CtlResult};
-use crate::target::{SimDevice, SimOptions};
+use crate::target::{
+    card_options, open_sim, open_vfio, open_vfio_user, CardDevice, Kind, SimOptions,
+};
 use crate::{Cli, Command, DeviceArgs};
 
 /// An opened device.
 pub enum Dev {
-    /// The embedded simulated card.
-    Sim(Box<SimDevice>),
+    /// A card brought up by this driver (simulated, vfio, vfio-user).
+    Card(Box<CardDevice>),
     /// The kernel driver's char device.
     Kernel(Client<KernelDevice>),
 }
 
-/// Opens the device `args` selects.
-pub fn open(args: &DeviceArgs) -> CtlResult<Dev> {
+/// Opens the device `args` selects. `strict` bring-up fails on a card that is not ready;
+/// diagnostic commands open without it, to read the log or a dump of a broken card.
+pub fn open(args: &DeviceArgs, strict: bool) -> CtlResult<Dev> {
     if let Some(k) = &args.kernel {
         return Ok(Dev::Kernel(Client::open(k)?));
     }
+    let opts = card_options(args.ready_timeout(), args.mmio, strict);
     if args.sim || args.sim_image.is_some() {
         let o = SimOptions {
             image: args.sim_image.clone(),
@@ -34,21 +42,44 @@ pub fn open(args: &DeviceArgs) -> CtlResult<Dev> {
             size: args.sim_size,
             faults: args.sim_fault.clone(),
             error_logs: args.sim_error_logs,
-            ready_timeout: args.ready_timeout(),
         };
-        return Ok(Dev::Sim(Box::new(SimDevice::open(&o)?)));
+        return Ok(Dev::Card(Box::new(open_sim(&o, &opts)?)));
     }
-    if args.bdf.is_some() || args.index.is_some() || args.vfio_user.is_some() {
-        return Err(CtlError::new(
-            exit::UNSUPPORTED,
-            "--bdf, --index and --vfio-user are not wired into this build of ocxlpmem-ctl yet",
-        )
-        .hint(
-            "use --sim for the simulated card or --kernel /dev/ocxlpmemN with the kernel driver",
-        ));
+    if let Some(bdf) = &args.bdf {
+        return Ok(Dev::Card(Box::new(open_vfio(bdf, &opts)?)));
     }
-    Err(CtlError::new(exit::USAGE, "no device selected")
-        .hint("pass --sim (simulated card), --kernel /dev/ocxlpmemN, or --bdf BDF"))
+    if let Some(socket) = &args.vfio_user {
+        return Ok(Dev::Card(Box::new(open_vfio_user(socket, &opts)?)));
+    }
+    if let Some(n) = args.index {
+        let found = ocxlpmem::device::discovery::scan(&args.sysfs_root)
+            .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+        let pmem: Vec<String> = found
+            .cards
+            .iter()
+            .filter_map(|c| c.pmem_function())
+            .map(|f| f.bdf.to_string())
+            .collect();
+        let bdf = pmem.get(n).ok_or_else(|| {
+            CtlError::new(
+                exit::NOT_FOUND,
+                format!(
+                    "there is no card {n}: {} card(s) with a pmem function found{}",
+                    pmem.len(),
+                    if pmem.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", pmem.join(", "))
+                    }
+                ),
+            )
+            .hint("`ocxlpmem-ctl list` shows the cards sysfs knows")
+        })?;
+        return Ok(Dev::Card(Box::new(open_vfio(bdf, &opts)?)));
+    }
+    Err(CtlError::new(exit::USAGE, "no device selected").hint(
+        "pass --sim (simulated card), --bdf BDF (vfio-pci), --vfio-user SOCKET or --kernel /dev/ocxlpmemN",
+    ))
 }
 
 fn kernel_unsupported(what: &str) -> CtlError {
@@ -76,42 +107,70 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
     let a = &cli.device;
     match &cli.command {
         Command::Selftest { destructive } => return crate::selftest::run(cli, *destructive),
-        Command::ReadLabels {
-            file: Some(p),
-            output_file,
-        } => return read_labels_file(f, p, output_file.as_deref()),
-        Command::ZeroLabels { file: Some(p) } => return zero_file(f, p),
-        Command::WriteLabels {
-            file: Some(p),
-            input,
-        } => return write_file(f, p, input),
+        Command::Bind { bdfs, force } => return bind(f, a, bdfs, *force),
+        Command::Unbind { bdf } => return unbind(f, a, bdf),
+        Command::List {
+            dimms,
+            regions,
+            namespaces,
+            serial,
+        } if !device_selected(a) => {
+            return list_discovered(f, a, *dimms || *regions || *namespaces, *serial)
+        }
         _ => {}
     }
-    let dev = open(a)?;
+    if let Some(file) = label_file(&cli.command) {
+        let bus = crate::ns::bus_for_file(file, a.cookie, a.region_size)?;
+        emit(
+            f,
+            &label_command(&cli.command, &bus, &file.display().to_string())?,
+        )?;
+        return Ok(exit::OK);
+    }
+    let strict = !matches!(
+        cli.command,
+        Command::ErrorLog
+            | Command::ControllerDump { .. }
+            | Command::Monitor { .. }
+            | Command::MmioRead { .. }
+            | Command::MmioWrite { .. }
+    );
+    let dev = open(a, strict)?;
     match (&cli.command, &dev) {
         (
             Command::List {
                 dimms,
                 regions,
+                namespaces,
                 serial,
             },
-            Dev::Sim(s),
-        ) => emit(f, &list_sim(s, *dimms, *regions, *serial)?)?,
+            Dev::Card(s),
+        ) => {
+            let mut v = list_card(s, *dimms, *serial)?;
+            if (*regions || *namespaces) && v.as_array().is_some_and(|a| !a.is_empty()) {
+                let bus = bus_for_card(s, a)?;
+                let parts = crate::ns::list_parts(&bus, *regions, *namespaces)?;
+                if let (Some(card), Some(p)) = (v[0].as_object_mut(), parts.as_object()) {
+                    card.extend(p.clone());
+                }
+            }
+            emit(f, &v)?
+        }
         (Command::List { .. } | Command::Info, Dev::Kernel(c)) => emit(
             f,
             &json!({ "kernel_device": c.device().describe(), "event_flags": c.event_check()? }),
         )?,
-        (Command::Info, Dev::Sim(s)) => emit(f, &info_sim(s)?)?,
-        (Command::Heartbeat, Dev::Sim(s)) => {
+        (Command::Info, Dev::Card(s)) => emit(f, &info_card(s)?)?,
+        (Command::Heartbeat, Dev::Card(s)) => {
             let t = Instant::now();
-            s.admin.heartbeat()?;
+            s.admin().heartbeat()?;
             emit(
                 f,
                 &json!({ "heartbeat": "ok", "round_trip_us": t.elapsed().as_micros() as u64 }),
             )?
         }
-        (Command::Health, Dev::Sim(s)) => emit(f, &s.admin.health()?)?,
-        (Command::Smart, Dev::Sim(s)) => emit(f, &json!({ "attributes": s.admin.smart()? }))?,
+        (Command::Health, Dev::Card(s)) => emit(f, &s.admin().health()?)?,
+        (Command::Smart, Dev::Card(s)) => emit(f, &json!({ "attributes": s.admin().smart()? }))?,
         (Command::Smart, Dev::Kernel(c)) => {
             let v: Vec<_> = c
                 .smart()?
@@ -120,8 +179,8 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .collect();
             emit(f, &json!({ "attributes": v }))?
         }
-        (Command::ErrorLog, Dev::Sim(s)) => {
-            let e = s.admin.error_log_all()?;
+        (Command::ErrorLog, Dev::Card(s)) => {
+            let e = s.admin().error_log_all()?;
             emit(f, &json!({ "count": e.len(), "entries": e }))?
         }
         (Command::ErrorLog, Dev::Kernel(c)) => {
@@ -132,7 +191,7 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .collect();
             emit(f, &json!({ "count": v.len(), "entries": v }))?
         }
-        (Command::Stats, Dev::Sim(s)) => emit(f, &s.admin.stats()?)?,
+        (Command::Stats, Dev::Card(s)) => emit(f, &s.admin().stats()?)?,
         (Command::Stats, Dev::Kernel(c)) => {
             let s = c.controller_stats()?;
             emit(
@@ -140,16 +199,16 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 &json!({ "reset_count": s.reset_count, "seconds_since_reset": s.reset_uptime, "power_on_uptime_seconds": s.power_on_uptime, "life_remaining_percent": s.life_remaining, "media_read_count": s.media_read_count, "media_write_count": s.media_write_count }),
             )?
         }
-        (Command::RequestHealth, Dev::Sim(s)) => {
-            s.admin.request_health()?;
+        (Command::RequestHealth, Dev::Card(s)) => {
+            s.admin().request_health()?;
             emit(f, &json!({ "requested": true }))?
         }
         (Command::RequestHealth, Dev::Kernel(c)) => {
             c.request_health()?;
             emit(f, &json!({ "requested": true }))?
         }
-        (Command::ControllerDump { file }, Dev::Sim(s)) => {
-            let bytes = dump_to_file(s, file)?;
+        (Command::ControllerDump { file }, Dev::Card(s)) => {
+            let bytes = dump_to_file(s.admin(), file)?;
             emit(f, &json!({ "file": file, "bytes": bytes }))?
         }
         (Command::ControllerDump { file }, Dev::Kernel(c)) => {
@@ -158,31 +217,28 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", file.display())))?;
             emit(f, &json!({ "file": file, "bytes": d.len() }))?
         }
-        (Command::Monitor { count, timeout }, Dev::Sim(s)) => monitor(s, *count, *timeout)?,
+        (Command::Monitor { count, timeout }, Dev::Card(s)) => {
+            monitor(s.admin(), *count, *timeout)?
+        }
         (Command::Monitor { count, timeout }, Dev::Kernel(c)) => {
             monitor_kernel(c, *count, *timeout)?
         }
-        (Command::ReadLabels { output_file, .. }, Dev::Sim(s)) => {
-            let buf = sim_labels(s)?;
-            labels_out(
-                f,
-                &buf,
-                output_file.as_deref(),
-                &s.image.display().to_string(),
-            )?
+        (
+            Command::ReadLabels { .. }
+            | Command::ZeroLabels { .. }
+            | Command::WriteLabels { .. }
+            | Command::InitLabels { .. }
+            | Command::CheckLabels { .. }
+            | Command::CreateNamespace { .. }
+            | Command::DestroyNamespace { .. },
+            Dev::Card(s),
+        ) => {
+            let bus = bus_for_card(s, a)?;
+            emit(f, &label_command(&cli.command, &bus, bus.dimm().dev())?)?
         }
-        (Command::ZeroLabels { .. }, Dev::Sim(s)) => {
-            write_sim_labels(s, &vec![0u8; LABEL_AREA_SIZE as usize])?;
-            emit(f, &json!({ "zeroed_bytes": LABEL_AREA_SIZE }))?
-        }
-        (Command::WriteLabels { input, .. }, Dev::Sim(s)) => {
-            let data = read_input(input)?;
-            write_sim_labels(s, &data)?;
-            emit(f, &json!({ "written_bytes": data.len() }))?
-        }
-        (Command::MmioRead { offset }, Dev::Sim(s)) => {
+        (Command::MmioRead { offset }, Dev::Card(s)) => {
             need_unsafe(a, "mmio-read")?;
-            let v = s.admin.raw_read(*offset)?;
+            let v = s.admin().raw_read(*offset)?;
             emit(
                 f,
                 &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
@@ -196,9 +252,9 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 &json!({ "offset": offset, "value": v, "value_hex": format!("{v:#018x}") }),
             )?
         }
-        (Command::MmioWrite { offset, value }, Dev::Sim(s)) => {
+        (Command::MmioWrite { offset, value }, Dev::Card(s)) => {
             let t = need_unsafe(a, "mmio-write")?;
-            s.admin.raw_write(*offset, *value, &t)?;
+            s.admin().raw_write(*offset, *value, &t)?;
             emit(f, &json!({ "offset": offset, "written": value }))?
         }
         (Command::MmioWrite { offset, value }, Dev::Kernel(c)) => {
@@ -214,7 +270,7 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                 param2,
                 out_size,
             },
-            Dev::Sim(s),
+            Dev::Card(s),
         ) => {
             let t = need_unsafe(a, "fw-debug")?;
             let bad = |w: &str| CtlError::new(exit::USAGE, format!("--{w} is out of range"));
@@ -233,19 +289,19 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
                     .map_err(|_| bad("out-size"))?
                     .min(1 << 20)
             ];
-            let n = s.admin.fw_debug(&req, &mut out, &t)?;
+            let n = s.admin().fw_debug(&req, &mut out, &t)?;
             out.truncate(n);
             emit(f, &json!({ "bytes": n, "data": out }))?
         }
-        (Command::FwUpdate { image }, Dev::Sim(s)) => {
+        (Command::FwUpdate { image }, Dev::Card(s)) => {
             let t = need_unsafe(a, "fw-update")?;
             let data = read_input(image)?;
-            s.admin.fw_update(&data, &t)?;
+            s.admin().fw_update(&data, &t)?;
             emit(f, &json!({ "updated": true, "bytes": data.len() }))?
         }
-        (Command::Shutdown, Dev::Sim(s)) => {
+        (Command::Shutdown, Dev::Card(s)) => {
             let t = need_unsafe(a, "shutdown")?;
-            s.admin.shutdown(&t)?;
+            s.admin().shutdown(&t)?;
             emit(f, &json!({ "shutdown": true }))?
         }
         (Command::Shutdown, Dev::Kernel(c)) => {
@@ -253,11 +309,17 @@ pub fn run(cli: &Cli) -> CtlResult<i32> {
             c.shutdown()?;
             emit(f, &json!({ "shutdown": true }))?
         }
-        (Command::SecureErase, Dev::Sim(s)) => {
+        (Command::SecureErase, Dev::Card(s)) => {
             let t = need_unsafe(a, "secure-erase")?;
-            emit(f, &s.admin.secure_erase(&t)?)?
+            emit(f, &s.admin().secure_erase(&t)?)?
         }
         (cmd, Dev::Kernel(_)) => return Err(kernel_unsupported(&format!("{cmd:?}"))),
+        (Command::Bind { .. } | Command::Unbind { .. }, _) => {
+            return Err(CtlError::new(
+                exit::FAILED,
+                "bind and unbind are dispatched before a device is opened",
+            ))
+        }
         (Command::Selftest { .. }, _) => unreachable_selftest()?,
     }
     Ok(exit::OK)
@@ -270,58 +332,208 @@ fn unreachable_selftest() -> CtlResult<()> {
     ))
 }
 
-/// `list` on a simulated card: one card, one DIMM, one pmem region after the label area.
-fn list_sim(
-    s: &SimDevice,
-    dimms: bool,
-    regions: bool,
-    serial: Option<u64>,
-) -> CtlResult<serde_json::Value> {
-    let id = s.identity;
-    if serial.is_some_and(|n| n != id.serial) {
+/// `list` on one card: the card and (with -D) its DIMM.
+fn list_card(s: &CardDevice, dimms: bool, serial: Option<u64>) -> CtlResult<serde_json::Value> {
+    let info = s.card.info();
+    if serial.is_some_and(|n| n != info.serial) {
         return Ok(json!([]));
     }
-    let mut c = info_sim(s)?;
+    let mut c = info_card(s)?;
     if dimms {
-        c["dimms"] =
-            json!([{ "dev": "nmem0", "serial": id.serial, "label_area_size": LABEL_AREA_SIZE }]);
-    }
-    if regions {
-        c["regions"] = json!([{
-            "dev": "region0",
-            "offset": LABEL_AREA_SIZE,
-            "size": id.lpc_size.saturating_sub(LABEL_AREA_SIZE),
-            "interleave_set_cookie": id.serial,
-            "label_less": id.serial == 0,
+        c["dimms"] = json!([{
+            "dev": "nmem0",
+            "serial": info.serial,
+            "fw_version": info.fw_version,
+            "label_area_size": LABEL_AREA_SIZE,
         }]);
     }
     Ok(json!([c]))
 }
 
-/// Identity and state of a simulated card.
-pub fn info_sim(s: &SimDevice) -> CtlResult<serde_json::Value> {
-    let chi = s.admin.read_chi()?;
-    let fw = s
-        .admin
-        .raw_read(ocxlpmem_regs::offsets::FWVER)?
-        .to_le_bytes();
-    Ok(json!({
-        "kind": "sim",
-        "image": s.image,
-        "serial": s.identity.serial,
-        "serial_hex": format!("{:#x}", s.identity.serial),
-        "lpc_size": s.identity.lpc_size,
-        "label_area_size": LABEL_AREA_SIZE,
-        "region_size": s.identity.lpc_size.saturating_sub(LABEL_AREA_SIZE),
-        "fw_version": String::from_utf8_lossy(&fw).into_owned(),
-        "chi": chi.bits(),
-        "chi_bits": chi.names(),
-        "ready": chi.is_ready(),
-        "max_dump_size": s.admin.max_dump_size(),
-    }))
+/// True when the command line names a device (otherwise `list` scans sysfs).
+fn device_selected(a: &DeviceArgs) -> bool {
+    a.sim
+        || a.sim_image.is_some()
+        || a.bdf.is_some()
+        || a.index.is_some()
+        || a.vfio_user.is_some()
+        || a.kernel.is_some()
 }
 
-fn dump_to_file(s: &SimDevice, path: &Path) -> CtlResult<u64> {
+/// `list` without a device: the cards sysfs shows, with their functions' bindings.
+fn list_discovered(
+    f: crate::output::Format,
+    a: &DeviceArgs,
+    detail: bool,
+    serial: Option<u64>,
+) -> CtlResult<i32> {
+    let found = ocxlpmem::device::discovery::scan(&a.sysfs_root)
+        .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+    if detail || serial.is_some() {
+        tracing_note("dimms, regions, namespaces and serials need the card opened: add --bdf BDF or --index N");
+    }
+    let v = serde_json::to_value(&found).map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
+    emit(f, &v["cards"])?;
+    for w in &found.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(exit::OK)
+}
+
+fn tracing_note(msg: &str) {
+    eprintln!("note: {msg}");
+}
+
+/// The card's bus: its label area and region through the card's media window (BAR 4 on
+/// the simulator, `--media` for a card reached over kernel VFIO).
+pub fn bus_for_card(s: &CardDevice, a: &DeviceArgs) -> CtlResult<Bus> {
+    let w: Arc<dyn MediaWindow> =
+        match &a.media {
+            Some(spec) => Arc::from(spec.open(s.card.info().lpc_size).map_err(|e| {
+                CtlError::new(exit::DEVICE, format!("opening the media window: {e}"))
+            })?),
+            None => Arc::new(s.media()?),
+        };
+    Ok(Bus::from_card(0, Arc::clone(&s.card), w)?)
+}
+
+/// The `--file` of a label command, if it has one.
+fn label_file(c: &Command) -> Option<&Path> {
+    match c {
+        Command::ReadLabels { file, .. }
+        | Command::ZeroLabels { file }
+        | Command::WriteLabels { file, .. }
+        | Command::InitLabels { file, .. }
+        | Command::CheckLabels { file }
+        | Command::CreateNamespace { file, .. }
+        | Command::DestroyNamespace { file, .. } => file.as_deref(),
+        _ => None,
+    }
+}
+
+/// A label or namespace command on `bus` (a card's or an image's).
+fn label_command(c: &Command, bus: &Bus, dev: &str) -> CtlResult<serde_json::Value> {
+    let lsa = bus.dimm().lsa();
+    match c {
+        Command::ReadLabels { output_file, .. } => {
+            crate::ns::read_labels(lsa.as_ref(), dev, output_file.as_deref())
+        }
+        Command::ZeroLabels { .. } => crate::ns::zero_labels(bus),
+        Command::WriteLabels { input, .. } => {
+            let data = read_input(input)?;
+            if data.len() as u64 > lsa.size() {
+                return Err(CtlError::new(
+                    exit::USAGE,
+                    format!(
+                        "{} bytes do not fit the {}-byte label area",
+                        data.len(),
+                        lsa.size()
+                    ),
+                ));
+            }
+            write_all(lsa.as_ref(), 0, &data)
+                .map_err(|e| CtlError::new(exit::DEVICE, format!("label area: {e}")))?;
+            Ok(json!({ "written_bytes": data.len() }))
+        }
+        Command::InitLabels { version, force, .. } => crate::ns::init_labels(bus, version, *force),
+        Command::CheckLabels { .. } => crate::ns::check_labels(bus),
+        Command::CreateNamespace {
+            size,
+            name,
+            uuid,
+            align,
+            ..
+        } => crate::ns::create(
+            bus,
+            &NamespaceSpec {
+                size: *size,
+                name: name.clone(),
+                uuid: *uuid,
+                align: *align,
+            },
+        ),
+        Command::DestroyNamespace { namespace, .. } => crate::ns::destroy(bus, namespace),
+        _ => Err(CtlError::new(exit::FAILED, "not a label command")),
+    }
+}
+
+fn bind(f: crate::output::Format, a: &DeviceArgs, bdfs: &[String], force: bool) -> CtlResult<i32> {
+    use ocxlpmem::device::bind::{BindOptions, Binder};
+    use ocxlpmem::device::discovery::Bdf;
+    let bdfs: Vec<Bdf> = bdfs
+        .iter()
+        .map(|b| {
+            b.parse()
+                .map_err(|e| CtlError::new(exit::USAGE, format!("{e}")))
+        })
+        .collect::<CtlResult<_>>()?;
+    let records = Binder::new(&a.sysfs_root)
+        .bind_vfio(
+            &bdfs,
+            BindOptions {
+                take_from_other_driver: force,
+            },
+        )
+        .map_err(bind_error)?;
+    emit(f, &json!({ "bound": records }))?;
+    Ok(exit::OK)
+}
+
+fn unbind(f: crate::output::Format, a: &DeviceArgs, bdf: &str) -> CtlResult<i32> {
+    use ocxlpmem::device::bind::Binder;
+    let bdf: ocxlpmem::device::discovery::Bdf = bdf
+        .parse()
+        .map_err(|e| CtlError::new(exit::USAGE, format!("{e}")))?;
+    let previous = Binder::new(&a.sysfs_root)
+        .unbind(&bdf)
+        .map_err(bind_error)?;
+    emit(f, &json!({ "bdf": bdf, "unbound_from": previous }))?;
+    Ok(exit::OK)
+}
+
+fn bind_error(e: ocxlpmem::device::bind::BindError) -> CtlError {
+    use ocxlpmem::device::bind::BindError as B;
+    let code = match &e {
+        B::PermissionDenied { .. } => exit::REFUSED,
+        B::NotFound { .. } => exit::NOT_FOUND,
+        _ => exit::FAILED,
+    };
+    CtlError::new(code, e.to_string())
+}
+
+fn lpc_size(s: &CardDevice) -> Option<u64> {
+    match &s.kind {
+        Kind::Sim { identity, .. } => Some(identity.lpc_size),
+        _ => s.card.info().lpc_size,
+    }
+}
+
+/// Identity and state of a card: what bring-up learned plus CHI now.
+pub fn info_card(s: &CardDevice) -> CtlResult<serde_json::Value> {
+    let chi = s.admin().read_chi()?;
+    let mut v = s.card.info().to_json();
+    let lpc = lpc_size(s);
+    let (kind, source) = match &s.kind {
+        Kind::Sim { image, .. } => ("sim", json!({ "image": image })),
+        Kind::Vfio { bdf } => ("vfio", json!({ "bdf": bdf })),
+        Kind::VfioUser { socket } => ("vfio-user", json!({ "socket": socket })),
+    };
+    v["kind"] = json!(kind);
+    if let (Some(o), Some(src)) = (v.as_object_mut(), source.as_object()) {
+        o.extend(src.clone());
+    }
+    v["serial_hex"] = json!(format!("{:#x}", s.card.info().serial));
+    v["lpc_size"] = json!(lpc);
+    v["label_area_size"] = json!(LABEL_AREA_SIZE);
+    v["region_size"] = json!(lpc.map(|l| l.saturating_sub(LABEL_AREA_SIZE)));
+    v["chi"] = json!(chi.bits());
+    v["chi_bits"] = json!(chi.names());
+    v["ready"] = json!(chi.is_ready());
+    v["max_dump_size"] = json!(s.admin().max_dump_size());
+    Ok(v)
+}
+
+fn dump_to_file(admin: &ocxlpmem_admin::Admin, path: &Path) -> CtlResult<u64> {
     let mut file = std::fs::File::create(path).map_err(|e| {
         CtlError::new(
             exit::FAILED,
@@ -329,13 +541,11 @@ fn dump_to_file(s: &SimDevice, path: &Path) -> CtlResult<u64> {
         )
     })?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(s.admin.max_dump_size())
+        indicatif::ProgressBar::new(admin.max_dump_size())
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let n = s
-        .admin
-        .dump(&mut file, &mut |p| bar.set_position(p.offset))?;
+    let n = admin.dump(&mut file, &mut |p| bar.set_position(p.offset))?;
     bar.finish_and_clear();
     file.flush()
         .map_err(|e| CtlError::new(exit::FAILED, format!("writing {}: {e}", path.display())))?;
@@ -357,8 +567,12 @@ fn event_json(e: &Event) -> serde_json::Value {
     json!({ "timestamp_ms": now_ms(), "event": name, "detail": extra })
 }
 
-fn monitor(s: &SimDevice, count: Option<usize>, timeout: Option<u64>) -> CtlResult<()> {
-    let m = Monitor::for_admin(&s.admin, MonitorOptions::default())?;
+fn monitor(
+    admin: &ocxlpmem_admin::Admin,
+    count: Option<usize>,
+    timeout: Option<u64>,
+) -> CtlResult<()> {
+    let m = Monitor::for_admin(admin, MonitorOptions::default())?;
     let deadline = timeout.map(|t| Instant::now() + Duration::from_millis(t));
     let mut seen = 0usize;
     while count.is_none_or(|c| seen < c) {
@@ -434,78 +648,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn sim_labels(s: &SimDevice) -> CtlResult<Vec<u8>> {
-    let mut buf = vec![0u8; LABEL_AREA_SIZE as usize];
-    s.card
-        .region_read(REGION_BAR4, 0, &mut buf)
-        .map_err(|e| CtlError::new(exit::DEVICE, format!("reading the label area: {e}")))?;
-    Ok(buf)
-}
-
-fn write_sim_labels(s: &SimDevice, data: &[u8]) -> CtlResult<()> {
-    if data.len() as u64 > LABEL_AREA_SIZE {
-        return Err(CtlError::new(
-            exit::USAGE,
-            format!("{} bytes do not fit the 16 MiB label area", data.len()),
-        ));
-    }
-    s.card
-        .region_write(REGION_BAR4, 0, data)
-        .map_err(|e| CtlError::new(exit::DEVICE, format!("writing the label area: {e}")))
-}
-
 fn read_input(p: &Path) -> CtlResult<Vec<u8>> {
     std::fs::read(p).map_err(|e| {
         CtlError::new(exit::NOT_FOUND, format!("cannot read {}: {e}", p.display()))
             .hint("pass an existing label-area image with -i")
     })
-}
-
-/// The summary read-labels prints (the raw bytes go to `-O`).
-fn labels_out(
-    f: crate::output::Format,
-    buf: &[u8],
-    out: Option<&Path>,
-    source: &str,
-) -> CtlResult<()> {
-    if let Some(o) = out {
-        std::fs::write(o, buf).map_err(|e| {
-            CtlError::new(exit::FAILED, format!("cannot write {}: {e}", o.display()))
-        })?;
-    }
-    let sig = |off: usize| buf.get(off..off + 15) == Some(&b"NAMESPACE_INDEX"[..]);
-    let index: Vec<_> = [0usize, 256]
-        .iter()
-        .map(|&o| json!({ "offset": o, "signature_present": sig(o) }))
-        .collect();
-    emit(
-        f,
-        &json!({ "dev": source, "size": buf.len(), "output_file": out, "index": index, "all_zero": buf.iter().all(|&b| b == 0) }),
-    )
-}
-
-fn read_labels_file(f: crate::output::Format, p: &Path, out: Option<&Path>) -> CtlResult<i32> {
-    let buf = read_input(p)?;
-    labels_out(f, &buf, out, &p.display().to_string())?;
-    Ok(exit::OK)
-}
-
-fn zero_file(f: crate::output::Format, p: &Path) -> CtlResult<i32> {
-    let len = std::fs::metadata(p)
-        .map_err(|e| CtlError::new(exit::NOT_FOUND, format!("{}: {e}", p.display())))?
-        .len();
-    std::fs::write(p, vec![0u8; len as usize])
-        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
-    emit(f, &json!({ "zeroed_bytes": len }))?;
-    Ok(exit::OK)
-}
-
-fn write_file(f: crate::output::Format, p: &Path, input: &Path) -> CtlResult<i32> {
-    let data = read_input(input)?;
-    std::fs::write(p, &data)
-        .map_err(|e| CtlError::new(exit::FAILED, format!("{}: {e}", p.display())))?;
-    emit(f, &json!({ "written_bytes": data.len() }))?;
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! errors carry the exit code and what to do ([`output::CtlError`]).
 
 mod commands;
+mod ns;
 mod output;
 mod selftest;
 mod target;
@@ -73,18 +74,44 @@ pub struct DeviceArgs {
     /// The proposed kernel driver's char device, e.g. /dev/ocxlpmem0.
     #[arg(long, value_name = "DEV", global = true)]
     pub kernel: Option<PathBuf>,
-    /// How long to wait for the card to become ready, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000, global = true)]
-    pub ready_timeout: u64,
+    /// How long to wait for the card to become ready, in milliseconds (default: the
+    /// card's own worst case from CCAP0).
+    #[arg(long, value_name = "MS", global = true)]
+    pub ready_timeout: Option<u64>,
+    /// Where the global MMIO area is, as BAR:OFFSET:SIZE, for kernels whose vfio-pci
+    /// hides the DVSECs (the AFU descriptor says it otherwise).
+    #[arg(long, value_name = "BAR:OFFSET:SIZE", global = true)]
+    pub mmio: Option<ocxlpmem::device::MmioLocation>,
+    /// The media window of a card reached over kernel VFIO (its memory is not a BAR on
+    /// POWER9): devdax:/dev/daxX.Y[@OFFSET], daxfile:PATH, devmem:ADDR[+LEN] or file:PATH.
+    #[arg(long, value_name = "SPEC", global = true)]
+    pub media: Option<ocxlpmem::media::spec::MediaSpec>,
+    /// Label commands on an image (--file): the card's serial number, which is the
+    /// labels' interleave-set cookie (a sim image's sidecar gives it otherwise).
+    #[arg(long, value_name = "N", value_parser = parse_u64, global = true)]
+    pub cookie: Option<u64>,
+    /// Label commands on a bare label-area image (--file): the size of the region its
+    /// namespaces live in.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub region_size: Option<u64>,
+    /// TESTING AID: where sysfs is mounted.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/sys",
+        global = true,
+        hide = true
+    )]
+    pub sysfs_root: PathBuf,
     /// Allow debug and destructive commands.
     #[arg(long = "unsafe", global = true)]
     pub allow_unsafe: bool,
 }
 
 impl DeviceArgs {
-    /// The readiness bound.
-    pub fn ready_timeout(&self) -> Duration {
-        Duration::from_millis(self.ready_timeout)
+    /// The readiness bound, if one was given.
+    pub fn ready_timeout(&self) -> Option<Duration> {
+        self.ready_timeout.map(Duration::from_millis)
     }
 }
 
@@ -99,6 +126,9 @@ pub enum Command {
         /// Include each card's pmem region.
         #[arg(short = 'R', long)]
         regions: bool,
+        /// Include each region's namespaces.
+        #[arg(short = 'N', long)]
+        namespaces: bool,
         /// Only the card with this serial number.
         #[arg(long, value_parser = parse_u64)]
         serial: Option<u64>,
@@ -155,6 +185,64 @@ pub enum Command {
         /// Operate on a label-area image file instead of a card.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+    },
+    /// Write an empty label area (both index blocks), like `ndctl init-labels`.
+    InitLabels {
+        /// Operate on an image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Label format version: 1.1 (128-byte labels, ndctl's default) or 1.2.
+        #[arg(short = 'V', long = "label-version", default_value = "1.1")]
+        version: String,
+        /// Overwrite valid labels (every namespace is forgotten).
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Validate the label area (exit 1 unless it holds a clean label set).
+    CheckLabels {
+        /// Operate on an image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Create a namespace in the first free extent that fits.
+    CreateNamespace {
+        /// Operate on an image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Size (default: the largest free extent).
+        #[arg(short = 's', long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// Name (up to 63 bytes).
+        #[arg(short = 'n', long, default_value = "")]
+        name: String,
+        /// UUID (default: a random one).
+        #[arg(short = 'u', long, value_parser = ns::parse_uuid)]
+        uuid: Option<uuid::Uuid>,
+        /// Alignment of offset and size (default 2M).
+        #[arg(short = 'a', long, value_parser = parse_size)]
+        align: Option<u64>,
+    },
+    /// Destroy a namespace (by UUID, device name or label name).
+    DestroyNamespace {
+        /// Operate on an image file instead of a card.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The namespace.
+        namespace: String,
+    },
+    /// Bind functions to vfio-pci (through driver_override), like dpdk-devbind.
+    Bind {
+        /// PCI addresses (function 1 of each card).
+        #[arg(required = true)]
+        bdfs: Vec<String>,
+        /// Take a function from another driver (e.g. ocxl) even though it may be in use.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Unbind a function from its driver (clears driver_override).
+    Unbind {
+        /// PCI address.
+        bdf: String,
     },
     /// Read one global-MMIO register (debug; needs --unsafe).
     MmioRead {

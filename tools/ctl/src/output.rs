@@ -105,6 +105,45 @@ impl From<ocxlpmem_admin::AdminError> for CtlError {
     }
 }
 
+impl From<ocxlpmem::device::DeviceError> for CtlError {
+    fn from(e: ocxlpmem::device::DeviceError) -> Self {
+        use ocxlpmem::device::DeviceError as D;
+        let code = match &e {
+            D::Admin {
+                source:
+                    ocxlpmem_admin::AdminError::Status { .. }
+                    | ocxlpmem_admin::AdminError::EraseIncomplete(_)
+                    | ocxlpmem_admin::AdminError::InvalidArgument { .. },
+                ..
+            } => exit::FAILED,
+            D::NotACard { .. } => exit::NOT_FOUND,
+            D::DvsecHidden { .. } => exit::UNSUPPORTED,
+            _ => exit::DEVICE,
+        };
+        let hint = e.hint();
+        let mut c = CtlError::new(code, e.to_string());
+        if let Some(h) = hint {
+            c = c.hint(h);
+        }
+        c
+    }
+}
+
+impl From<ocxlpmem::transport::vfio::VfioError> for CtlError {
+    fn from(e: ocxlpmem::transport::vfio::VfioError) -> Self {
+        use ocxlpmem::transport::vfio::VfioError as V;
+        let code = match &e {
+            V::DeviceNotFound { .. } | V::NoIommuGroup { .. } | V::VfioMissing { .. } => {
+                exit::NOT_FOUND
+            }
+            V::PermissionDenied { .. } | V::Busy { .. } => exit::REFUSED,
+            V::NoIommuType | V::NotViable { .. } | V::NotBoundToVfio { .. } => exit::UNSUPPORTED,
+            _ => exit::DEVICE,
+        };
+        CtlError::new(code, e.to_string())
+    }
+}
+
 impl From<ocxlpmem_ioctl::ClientError> for CtlError {
     fn from(e: ocxlpmem_ioctl::ClientError) -> Self {
         let code = match &e {

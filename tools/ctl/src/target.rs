@@ -3,8 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ocxlpmem::device::{Card, CardOptions, MmioLocation};
+use ocxlpmem::media::bar::BarWindow;
+use ocxlpmem::transport::sim::SimTransport;
+use ocxlpmem::transport::vfio::VfioTransport;
+use ocxlpmem::transport::vfio_user::VfioUserTransport;
 use ocxlpmem_admin::Admin;
 use ocxlpmem_regs::CommandArea;
 use ocxlpmem_sim::{Fault, SimCard, SimConfig};
@@ -37,22 +42,116 @@ pub fn default_image() -> CtlResult<PathBuf> {
     Ok(base.join("ocxlpmem").join("sim.img"))
 }
 
+/// The serial a sim image's sidecar records, if it has one.
+pub fn sidecar_serial(image: &Path) -> Option<u64> {
+    let bytes = std::fs::read(sidecar_path(image)).ok()?;
+    serde_json::from_slice::<Sidecar>(&bytes)
+        .ok()
+        .map(|s| s.serial)
+}
+
 fn sidecar_path(image: &Path) -> PathBuf {
     let mut s = image.as_os_str().to_owned();
     s.push(".json");
     PathBuf::from(s)
 }
 
-/// An open simulated card with its admin handle.
-pub struct SimDevice {
+/// What a [`CardDevice`] is reached through.
+pub enum Kind {
+    /// The embedded simulated card.
+    Sim {
+        /// Its image file.
+        image: PathBuf,
+        /// Its identity.
+        identity: Sidecar,
+    },
+    /// A real card through the kernel's vfio-pci.
+    Vfio {
+        /// Its PCI address.
+        bdf: String,
+    },
+    /// A card served over vfio-user (`ocxlpmem-sim serve`).
+    VfioUser {
+        /// The socket.
+        socket: PathBuf,
+    },
+}
+
+/// A card that is up, whatever carries it.
+pub struct CardDevice {
     /// The card.
-    pub card: SimCard,
+    pub card: Arc<Card>,
+    /// How it is reached.
+    pub kind: Kind,
+}
+
+impl CardDevice {
     /// The admin command handle.
-    pub admin: Admin,
-    /// Its image file.
-    pub image: PathBuf,
-    /// Its identity.
-    pub identity: Sidecar,
+    pub fn admin(&self) -> &Admin {
+        self.card.admin()
+    }
+
+    /// What the card is (for messages): the image, the BDF or the socket.
+    pub fn source(&self) -> String {
+        match &self.kind {
+            Kind::Sim { image, .. } => image.display().to_string(),
+            Kind::Vfio { bdf } => bdf.clone(),
+            Kind::VfioUser { socket } => socket.display().to_string(),
+        }
+    }
+
+    /// The media window of the card: BAR 4 where the transport has it (the simulated
+    /// card, locally or over vfio-user).
+    pub fn media(&self) -> CtlResult<BarWindow> {
+        BarWindow::open(self.card.transport().as_ref()).map_err(|e| {
+            CtlError::new(exit::UNSUPPORTED, format!("no media window on {}: {e}", self.source()))
+                .hint("on POWER9 the card's memory is not a BAR: it is reached through a device-dax or /dev/mem window")
+        })
+    }
+}
+
+/// Bring-up options from the command line.
+pub fn card_options(
+    ready_timeout: Option<Duration>,
+    mmio: Option<MmioLocation>,
+    strict: bool,
+) -> CardOptions {
+    CardOptions {
+        ready_timeout,
+        mmio_location: mmio,
+        require_ready: strict,
+        // The `heartbeat` command does its own; a diagnostic tool must open a card whose
+        // heartbeat fails.
+        heartbeat: false,
+        ..CardOptions::default()
+    }
+}
+
+/// Opens a card over kernel VFIO.
+pub fn open_vfio(bdf: &str, opts: &CardOptions) -> CtlResult<CardDevice> {
+    let t = VfioTransport::open(bdf).map_err(CtlError::from)?;
+    let card = Arc::new(Card::open(Arc::new(t), opts)?);
+    Ok(CardDevice {
+        card,
+        kind: Kind::Vfio {
+            bdf: bdf.to_string(),
+        },
+    })
+}
+
+/// Opens a card served over vfio-user.
+pub fn open_vfio_user(socket: &Path, opts: &CardOptions) -> CtlResult<CardDevice> {
+    let t = VfioUserTransport::connect(socket).map_err(|e| {
+        CtlError::new(exit::NOT_FOUND, e.to_string())
+            .hint("start the server with `ocxlpmem-sim serve --socket PATH`")
+    })?;
+    let card = Arc::new(Card::open(Arc::new(t), opts)?);
+    Ok(CardDevice {
+        card,
+        kind: Kind::VfioUser {
+            socket: socket.to_path_buf(),
+        },
+    })
 }
 
 /// Options of `--sim`.
@@ -67,11 +166,9 @@ pub struct SimOptions {
     pub faults: Vec<String>,
     /// `--sim-error-logs` (testing aid): queue this many error logs at open.
     pub error_logs: u32,
-    /// Readiness bound.
-    pub ready_timeout: Duration,
 }
 
-fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
+fn identity(opts: &SimOptions, image: &Path) -> CtlResult<(Sidecar, bool)> {
     let side = sidecar_path(image);
     let defaults = SimConfig::default();
     match std::fs::read(&side) {
@@ -95,7 +192,7 @@ fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
                     .hint("a card's identity is fixed at creation: use another --sim-image or delete this one"));
                 }
             }
-            Ok(id)
+            Ok((id, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Sidecar {
@@ -118,7 +215,7 @@ fn identity(opts: &SimOptions, image: &Path) -> CtlResult<Sidecar> {
                     format!("cannot write {}: {e}", side.display()),
                 )
             })?;
-            Ok(id)
+            Ok((id, true))
         }
         Err(e) => Err(CtlError::new(
             exit::FAILED,
@@ -168,84 +265,46 @@ fn fault(name: &str) -> CtlResult<Fault> {
     })
 }
 
-impl SimDevice {
-    /// Opens (creating on first use) the simulated card and waits until it is ready.
-    pub fn open(opts: &SimOptions) -> CtlResult<Self> {
-        let image = match &opts.image {
-            Some(p) => p.clone(),
-            None => default_image()?,
-        };
-        let id = identity(opts, &image)?;
-        let cfg = SimConfig {
-            serial: id.serial,
-            lpc_size: id.lpc_size,
-            image: Some(image.clone()),
-            ..SimConfig::default()
-        };
-        let card = SimCard::new(cfg).map_err(|e| {
-            CtlError::new(exit::FAILED, format!("cannot start the simulated card on {}: {e}", image.display()))
-                .hint("check --sim-size (a power of two, at least 32M) or delete the image and its .json sidecar")
-        })?;
-        for f in &opts.faults {
-            card.inject(fault(f)?);
+/// Opens (creating on first use) the simulated card and brings it up.
+pub fn open_sim(opts: &SimOptions, card_opts: &CardOptions) -> CtlResult<CardDevice> {
+    let image = match &opts.image {
+        Some(p) => p.clone(),
+        None => default_image()?,
+    };
+    let (id, created) = identity(opts, &image)?;
+    let cfg = SimConfig {
+        serial: id.serial,
+        lpc_size: id.lpc_size,
+        image: Some(image.clone()),
+        mmap_command_areas: true,
+        ..SimConfig::default()
+    };
+    let sim = SimCard::new(cfg).map_err(|e| {
+        if created {
+            // A card that never came to be leaves nothing behind.
+            let _ = std::fs::remove_file(sidecar_path(&image));
+            let _ = std::fs::remove_file(&image);
         }
-        for i in 0..opts.error_logs {
-            card.push_error_log(ocxlpmem_sim::ErrorLogEntry {
-                log_type: 0,
-                action_flags: 1 << 23,
-                program_reference_code: 0x1000 + i,
-                data: vec![0xEE; 16],
-            });
-        }
-        let mmio: Arc<dyn ocxlpmem_regs::Mmio> = Arc::new(card.mmio());
-        wait_ready(mmio.as_ref(), opts.ready_timeout)?;
-        let admin = Admin::new(mmio)?;
-        Ok(Self {
-            card,
-            admin,
+        CtlError::new(exit::FAILED, format!("cannot start the simulated card on {}: {e}", image.display()))
+            .hint("check --sim-size (a power of two, at least 32M) or delete the image and its .json sidecar")
+    })?;
+    for f in &opts.faults {
+        sim.inject(fault(f)?);
+    }
+    for i in 0..opts.error_logs {
+        sim.push_error_log(ocxlpmem_sim::ErrorLogEntry {
+            log_type: 0,
+            action_flags: 1 << 23,
+            program_reference_code: 0x1000 + i,
+            data: vec![0xEE; 16],
+        });
+    }
+    let card = Arc::new(Card::open(Arc::new(SimTransport::new(sim)), card_opts)?);
+    Ok(CardDevice {
+        card,
+        kind: Kind::Sim {
             image,
             identity: id,
-        })
-    }
-}
-
-/// Waits (bounded, re-checking once at the deadline) until CHI shows CRDY and MA.
-pub fn wait_ready(mmio: &dyn ocxlpmem_regs::Mmio, timeout: Duration) -> CtlResult<()> {
-    use ocxlpmem_regs::Chi;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let late = Instant::now() >= deadline;
-        let chi = mmio
-            .read_u64(ocxlpmem_regs::offsets::CHI)
-            .map_err(|e| CtlError::new(exit::DEVICE, format!("reading CHI: {e}")))?;
-        if chi == Chi::ALL_ONES {
-            return Err(CtlError::new(
-                exit::DEVICE,
-                "CHI reads all ones: the device is gone or frozen",
-            )
-            .hint("check that the card is present (lspci) and not EEH-frozen"));
-        }
-        let c = Chi(chi);
-        if c.is_fatal() {
-            return Err(CtlError::new(
-                exit::DEVICE,
-                format!(
-                    "the card is in a fatal state (CHI {chi:#x}: {:?})",
-                    c.names()
-                ),
-            )
-            .hint("take a controller dump, then reset the card"));
-        }
-        if c.is_ready() {
-            return Ok(());
-        }
-        if late {
-            return Err(CtlError::new(
-                exit::DEVICE,
-                format!("the card did not become ready within {timeout:?} (CHI {chi:#x}: {:?}; needs CRDY and MA)", c.names()),
-            )
-            .hint("read the error log; raise --ready-timeout if the card is slow"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        },
+    })
 }

@@ -296,8 +296,21 @@ fn selftest_passes_on_the_simulator_and_skips_without_a_card() {
         .collect();
     assert!(names.contains(&"heartbeat") && names.contains(&"media_read"));
     assert!(!names.contains(&"controller_dump"));
+    ok(d.path(), &["init-labels"]);
     let v = ok(d.path(), &["selftest", "--destructive"]);
-    assert_eq!(v["failed"], 0);
+    assert_eq!(v["failed"], 0, "{v}");
+    let cycle = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "namespace_cycle")
+        .unwrap();
+    assert_eq!(cycle["result"], "pass", "{cycle}");
+    // The scratch namespace is gone again.
+    assert!(ok(d.path(), &["list", "-N"])[0]["namespaces"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(v["steps"]
         .as_array()
         .unwrap()
@@ -386,4 +399,242 @@ fn default_image_lives_under_xdg_state_home_with_its_sidecar() {
     .unwrap();
     assert_eq!(side["serial"], 77);
     assert_eq!(side["lpc_size"], 32 << 20);
+}
+
+/// Runs the binary with exactly `args` (no simulated card unless they ask for one).
+fn raw(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["-o", "json"])
+        .args(args)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .output()
+        .expect("run ocxlpmem-ctl")
+}
+
+fn raw_ok(dir: &Path, args: &[&str]) -> Value {
+    let o = raw(dir, args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    json(&o)
+}
+
+#[test]
+fn namespaces_are_created_listed_and_destroyed_on_the_card() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("big.img");
+    let img = img.to_str().unwrap();
+    let sim = [
+        "--sim-image",
+        img,
+        "--sim-size",
+        "64M",
+        "--sim-serial",
+        "0xabc",
+    ];
+    let run = |extra: &[&str]| raw_ok(d.path(), &[&sim[..], extra].concat());
+    let code_of = |extra: &[&str]| {
+        raw(d.path(), &[&sim[..], extra].concat())
+            .status
+            .code()
+            .unwrap_or(-1)
+    };
+    // A blank area: checking fails, creating says to initialise first.
+    assert_eq!(code_of(&["check-labels"]), 1);
+    let o = raw(
+        d.path(),
+        &[&sim[..], &["create-namespace", "-s", "16M"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        json(&o)["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("init-labels")),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(run(&["init-labels"])["labels"]["version"], "1.1");
+    assert_eq!(run(&["check-labels"])["verified"], true);
+    let a = run(&["create-namespace", "-s", "16M", "-n", "alpha"]);
+    assert_eq!(
+        (a["offset"].as_u64(), a["size"].as_u64()),
+        (Some(0), Some(16 << 20))
+    );
+    // Re-initialising an area that holds namespaces needs --force.
+    assert_eq!(code_of(&["init-labels"]), 5);
+    let b = run(&["create-namespace", "-n", "rest"]);
+    assert_eq!(b["size"], 32 << 20);
+    assert_eq!(
+        code_of(&["create-namespace", "-s", "16M"]),
+        2,
+        "no space left"
+    );
+    let l = run(&["list", "-R", "-N"]);
+    let ns = l[0]["namespaces"].as_array().unwrap();
+    assert_eq!(ns.len(), 2);
+    assert_eq!(ns[0]["name"], "alpha");
+    assert_eq!(ns[0]["dev"], "namespace0.0");
+    assert_eq!(l[0]["regions"][0]["available_size"], 0);
+    assert_eq!(l[0]["regions"][0]["interleave_set_cookie"], 0xabc);
+    // read-labels: ndctl's shape, both index blocks and the two labels.
+    let r = run(&["read-labels"]);
+    assert_eq!(r["index"].as_array().unwrap().len(), 2);
+    assert_eq!(r["index"][0]["signature"], "NAMESPACE_INDEX");
+    let labels = r["label"].as_array().unwrap();
+    assert_eq!(labels.len(), 2);
+    assert!(labels.iter().all(|l| l["isetcookie"] == 0xabc));
+    // Destroy by name, then by uuid.
+    assert_eq!(
+        run(&["destroy-namespace", "alpha"])["destroyed"]["name"],
+        "alpha"
+    );
+    let uuid = b["uuid"].as_str().unwrap();
+    run(&["destroy-namespace", uuid]);
+    assert_eq!(code_of(&["destroy-namespace", uuid]), 3);
+    assert!(run(&["list", "-N"])[0]["namespaces"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn label_commands_work_offline_on_image_files() {
+    let d = tempfile::tempdir().unwrap();
+    // A sim card image: its sidecar gives the cookie.
+    let img = d.path().join("card.img");
+    let img_s = img.to_str().unwrap();
+    raw_ok(
+        d.path(),
+        &[
+            "--sim-image",
+            img_s,
+            "--sim-size",
+            "64M",
+            "--sim-serial",
+            "7",
+            "info",
+        ],
+    );
+    raw_ok(d.path(), &["init-labels", "--file", img_s, "-V", "1.2"]);
+    let n = raw_ok(
+        d.path(),
+        &[
+            "create-namespace",
+            "--file",
+            img_s,
+            "-s",
+            "32M",
+            "-n",
+            "off",
+        ],
+    );
+    assert_eq!(n["size"], 32 << 20);
+    // The card sees what was written offline.
+    let l = raw_ok(d.path(), &["--sim-image", img_s, "list", "-N"]);
+    assert_eq!(l[0]["namespaces"][0]["name"], "off");
+    assert_eq!(l[0]["namespaces"][0]["usable"], true);
+    let r = raw_ok(d.path(), &["read-labels", "--file", img_s]);
+    assert!(
+        r["label"][0]["type_guid"].is_string(),
+        "v1.2 labels carry GUIDs: {r}"
+    );
+    // A bare 128 KiB label area with a region size and a cookie.
+    let lsa = d.path().join("lsa.bin");
+    std::fs::write(&lsa, vec![0u8; 128 << 10]).unwrap();
+    let f = lsa.to_str().unwrap();
+    raw_ok(d.path(), &["init-labels", "--file", f]);
+    assert_eq!(
+        raw(d.path(), &["create-namespace", "--file", f, "-s", "16M"])
+            .status
+            .code(),
+        Some(2),
+        "no cookie, no region"
+    );
+    raw_ok(
+        d.path(),
+        &[
+            "create-namespace",
+            "--file",
+            f,
+            "--cookie",
+            "9",
+            "--region-size",
+            "64M",
+            "-s",
+            "16M",
+        ],
+    );
+    let r = raw_ok(d.path(), &["read-labels", "--file", f]);
+    assert_eq!(r["index"][0]["nslot"], 1020);
+    assert_eq!(r["label"][0]["isetcookie"], 9);
+    assert_eq!(
+        raw_ok(d.path(), &["check-labels", "--file", f])["verified"],
+        true
+    );
+}
+
+#[test]
+fn selftest_on_a_host_whose_card_is_not_bound_fails_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let sys = d.path().join("sys");
+    let dev = sys.join("bus/pci/devices/0000:01:00.1");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("vendor"), "0x1014\n").unwrap();
+    std::fs::write(dev.join("device"), "0x0625\n").unwrap();
+    let o = raw(
+        d.path(),
+        &["--sysfs-root", sys.to_str().unwrap(), "selftest"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    let first = &v["steps"][0];
+    assert_eq!(first["step"], "sysfs_discovery");
+    assert_eq!(first["result"], "fail");
+    assert!(
+        first["detail"].as_str().unwrap().contains("vfio-pci"),
+        "{first}"
+    );
+}
+
+#[test]
+fn list_without_a_device_scans_sysfs_and_bind_names_what_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let sys = d.path().join("sys");
+    let dev = sys.join("bus/pci/devices/0000:01:00.1");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("vendor"), "0x1014\n").unwrap();
+    std::fs::write(dev.join("device"), "0x0625\n").unwrap();
+    std::fs::write(dev.join("class"), "0x120000\n").unwrap();
+    let root = sys.to_str().unwrap();
+    let cards = raw_ok(d.path(), &["--sysfs-root", root, "list"]);
+    let cards = cards.as_array().unwrap();
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0]["functions"][0]["bdf"], "0000:01:00.1");
+    assert_eq!(cards[0]["functions"][0]["binding"], "none");
+    // vfio-pci is not loaded in this tree: bind says so and changes nothing.
+    let o = raw(d.path(), &["--sysfs-root", root, "bind", "0000:01:00.1"]);
+    assert_ne!(o.status.code(), Some(0));
+    let e = json(&o);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("vfio-pci"),
+        "{e}"
+    );
+    assert!(
+        !dev.join("driver_override").exists()
+            || std::fs::read_to_string(dev.join("driver_override"))
+                .unwrap()
+                .trim()
+                .is_empty()
+    );
+    // --index picks among the cards found; there is no card 1.
+    assert_eq!(
+        raw(d.path(), &["--sysfs-root", root, "--index", "1", "info"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(raw(d.path(), &["bind", "not-a-bdf"]).status.code(), Some(2));
 }
