@@ -29,6 +29,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ocxlpmem::device::discovery::{self, Bdf};
+use ocxlpmem::device::{Card, CardOptions};
 use ocxlpmem::label::index::{
     all_free, current_block, parse_index, IndexBlock, LabelVersion, Layout,
 };
@@ -841,7 +843,66 @@ fn basic(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
     r.check("reset: LPC memory kept", || {
         check_pattern(&window, GUEST_PATTERN_AT, args.seed).map(|d| ((), d))
     });
+    device_checks(r, card);
     true
+}
+
+/// The driver's own device layer on the same card: sysfs discovery, then `Card::open`
+/// (config space, AFU descriptor, global MMIO, readiness, recovery, a heartbeat) and
+/// `Card::reset` through the kernel's vfio-pci.
+fn device_checks(r: &mut Report, card: &Opened) {
+    let bdf = card.transport.bdf().to_string();
+    r.check("device: discovery::scan and usable_through_vfio", || {
+        let b: Bdf = bdf.parse().map_err(|e| format!("{bdf}: {e}"))?;
+        let d = discovery::scan("/sys").map_err(|e| e.to_string())?;
+        let f = d.usable_through_vfio(&b).map_err(|e| e.to_string())?;
+        Ok((
+            (),
+            format!(
+                "{} card(s); {} function {} bound to {:?}, group {:?}; warnings {:?}",
+                d.cards.len(),
+                f.bdf,
+                f.function,
+                f.driver,
+                f.iommu_group.as_ref().map(|g| g.number),
+                d.warnings
+            ),
+        ))
+    });
+    let opts = CardOptions::default();
+    let Some(mut dev) = r.check("device: Card::open (bring-up)", || {
+        let t: Arc<dyn Transport> = card.transport.clone();
+        let c = Card::open(t, &opts).map_err(|e| e.to_string())?;
+        let i = c.info();
+        if i.serial == 0 || i.lpc_size != Some(card.desc.lpc_size) {
+            return Err(format!("serial {:#x}, LPC size {:?}", i.serial, i.lpc_size));
+        }
+        let d = format!(
+            "serial {:#x} ({:?}), firmware {:?}, LPC {:?}, MMIO mapped {:x?}, ready {:?}, warnings {:?}",
+            i.serial, i.serial_source, i.fw_version, i.lpc_size, i.mmio_mapped, i.ready, i.warnings
+        );
+        Ok((c, d))
+    }) else {
+        r.blocked("device: Card::reset", "Card::open");
+        return;
+    };
+    r.check("device: Card::reset", || {
+        let before = dev.admin().stats().map_err(|e| e.to_string())?.reset_count;
+        let ready = dev.reset(&opts).map_err(|e| e.to_string())?;
+        dev.admin()
+            .heartbeat()
+            .map_err(|e| format!("heartbeat after the reset: {e}"))?;
+        let after = dev.admin().stats().map_err(|e| e.to_string())?.reset_count;
+        if after != before + 1 {
+            return Err(format!(
+                "reset count {before} before, {after} after (want +1)"
+            ));
+        }
+        Ok((
+            (),
+            format!("ready again {ready:?}; reset count {before} -> {after}"),
+        ))
+    });
 }
 
 fn reboot(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
