@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use ocxlpmem::device::discovery::{self, Bdf};
 use ocxlpmem::device::{Card, CardOptions};
-use ocxlpmem::label::index::{
-    all_free, current_block, parse_index, IndexBlock, LabelVersion, Layout,
-};
-use ocxlpmem::label::lsa::{self, Lsa, MediaLsa};
+use ocxlpmem::label::index::LabelVersion;
+use ocxlpmem::label::lsa::{Lsa, MediaLsa};
+use ocxlpmem::label::ns_label::NamespaceLabel;
+use ocxlpmem::label::LabelSet;
 use ocxlpmem::media::bar::BarWindow;
 use ocxlpmem::media::MediaWindow;
 use ocxlpmem::transport::vfio::VfioTransport;
@@ -44,6 +44,7 @@ use ocxlpmem_regs::config::{self, afu_desc, dvsec};
 use ocxlpmem_regs::{offsets, AfuDescriptor, Ccap0, Chi, Mmio};
 
 use report::{line, Report};
+use uuid::Uuid;
 
 /// Where the host writes its pattern into the card's memory before the boot (the first
 /// byte after the 16 MiB label area).
@@ -378,6 +379,8 @@ struct Opened {
     transport: Arc<VfioTransport>,
     desc: AfuDescriptor,
     mmio: Arc<dyn Mmio>,
+    /// The Device Serial Number: the interleave-set cookie of the labels (spec §6).
+    serial: u64,
 }
 
 fn mmio_for(
@@ -454,7 +457,7 @@ fn open_card(r: &mut Report, args: &RunArgs) -> Option<Opened> {
         let rc = cfg_u32(t, config::pci::REVISION_CLASS)?;
         Ok(((), format!("{v:04x}:{d:04x}, class {:06x}", rc >> 8)))
     })?;
-    let caps = r.check("config: DVSECs and serial number", || {
+    let (caps, serial) = r.check("config: DVSECs and serial number", || {
         let caps = walk_ext_caps(t)?;
         let ids: Vec<String> = caps
             .dvsecs
@@ -487,7 +490,7 @@ fn open_card(r: &mut Report, args: &RunArgs) -> Option<Opened> {
             return Err(format!("Function DVSEC says no AFU ({func:#010x})"));
         }
         let d = format!("DVSECs {ids:?}, serial {serial:#x}");
-        Ok((caps, d))
+        Ok(((caps, serial), d))
     })?;
     let desc = r.check("config: AFU descriptor through the 0xF003 window", || {
         let cap = caps.dvsec(dvsec::ID_AFU_INFO).ok_or("no 0xF003")?;
@@ -579,6 +582,7 @@ fn open_card(r: &mut Report, args: &RunArgs) -> Option<Opened> {
         transport,
         desc,
         mmio,
+        serial,
     })
 }
 
@@ -682,63 +686,67 @@ fn map_window(r: &mut Report, card: &Opened) -> Option<Arc<BarWindow>> {
     })
 }
 
-/// The label-area layout the checks use (v1.2 labels over the whole 16 MiB area).
-fn label_layout(lsa: &MediaLsa) -> Result<Layout, String> {
-    Layout::for_size(lsa.size(), LabelVersion::V1_2)
-        .ok_or_else(|| format!("no v1.2 label layout fits {:#x} bytes", lsa.size()))
+/// The namespace the tier creates: its UUID comes from the run's seed, so the second
+/// boot knows which one to look for.
+fn vm_namespace(seed: u64) -> Uuid {
+    Uuid::from_u64_pair(seed ^ 0x4F43_584C_564D_0001, seed)
 }
 
-/// Writes a fresh pair of index blocks (block 0 seq 1, block 1 seq 2, every slot free)
-/// into the label area at the start of the card's memory, then reads and validates both.
-fn write_label_index(window: &Arc<BarWindow>) -> Result<String, String> {
-    let lsa = MediaLsa::new(window.clone() as Arc<dyn MediaWindow>);
-    let layout = label_layout(&lsa)?;
-    for (block, seq) in [(0u8, 1u8), (1, 2)] {
-        let b = IndexBlock::new(&layout, block, seq, all_free(layout.nslot));
-        lsa::write_all(
-            &lsa,
-            layout.index_offset(block),
-            &b.encode(layout.index_size),
-        )
-        .map_err(|e| format!("writing index block {block}: {e}"))?;
-    }
-    read_label_index(window).map(|d| format!("{} written; {d}", lsa.describe()))
+/// Name of the namespace the tier creates.
+const NAMESPACE_NAME: &str = "vm-tier";
+/// Where the namespace lies (device physical address) and its size: inside the pmem
+/// region, which starts after the 16 MiB label area.
+const NAMESPACE_DPA: u64 = 16 << 20;
+const NAMESPACE_SIZE: u64 = 32 << 20;
+
+fn label_lsa(window: &Arc<BarWindow>) -> MediaLsa {
+    MediaLsa::new(window.clone() as Arc<dyn MediaWindow>)
 }
 
-/// Reads both index blocks back, validates them and picks the current one (must be 1).
-fn read_label_index(window: &Arc<BarWindow>) -> Result<String, String> {
-    let lsa = MediaLsa::new(window.clone() as Arc<dyn MediaWindow>);
-    let layout = label_layout(&lsa)?;
-    let mut seqs = [None, None];
-    for block in [0u8, 1] {
-        let mut bytes = vec![0u8; layout.index_size as usize];
-        lsa::read_exact(&lsa, layout.index_offset(block), &mut bytes)
-            .map_err(|e| format!("reading index block {block}: {e}"))?;
-        let b = parse_index(
-            &bytes,
-            block,
-            layout.index_size,
-            layout.lsa_size,
-            layout.version,
+/// Initialises the label area at the start of the card's memory (v1.2, forced: a rerun
+/// finds the last run's set), creates the namespace and lists it from a fresh load.
+fn create_namespace(window: &Arc<BarWindow>, seed: u64, cookie: u64) -> Result<String, String> {
+    let lsa = label_lsa(window);
+    let set = LabelSet::init(&lsa, LabelVersion::V1_2, true).map_err(|e| format!("init: {e}"))?;
+    let mut label = NamespaceLabel::new(vm_namespace(seed), NAMESPACE_DPA, NAMESPACE_SIZE);
+    label.set_name(NAMESPACE_NAME).map_err(|e| e.to_string())?;
+    let (_, slot) = set
+        .create_namespace(&lsa, label, cookie)
+        .map_err(|e| format!("create_namespace: {e}"))?;
+    list_namespace(window, seed, cookie).map(|d| {
+        format!(
+            "{} initialised, created in slot {slot}; {d}",
+            lsa.describe()
         )
-        .map_err(|e| e.to_string())?;
-        if b.nslot != layout.nslot || b.free != all_free(layout.nslot) {
-            return Err(format!(
-                "index block {block}: nslot {} or its free bitmap changed",
-                b.nslot
-            ));
-        }
-        seqs[block as usize] = Some(b.seq2());
+    })
+}
+
+/// Loads the label set and finds the tier's namespace, usable, with its name and size.
+fn list_namespace(window: &Arc<BarWindow>, seed: u64, cookie: u64) -> Result<String, String> {
+    let lsa = label_lsa(window);
+    let set = LabelSet::load(&lsa).map_err(|e| format!("load: {e}"))?;
+    let all = set.namespaces(Some(cookie));
+    let uuid = vm_namespace(seed);
+    let ns = all
+        .iter()
+        .find(|n| n.uuid == uuid)
+        .ok_or_else(|| format!("namespace {uuid} not listed ({} namespaces)", all.len()))?;
+    if !ns.is_usable()
+        || ns.label.name_str() != NAMESPACE_NAME
+        || (ns.label.dpa, ns.label.rawsize) != (NAMESPACE_DPA, NAMESPACE_SIZE)
+    {
+        return Err(format!("namespace {uuid}: {ns:?}"));
     }
-    match current_block(seqs[0], seqs[1]) {
-        Some(1) => Ok(format!(
-            "both index blocks valid (seq {:?}), block 1 current, {} free v1.2 slots",
-            seqs, layout.nslot
-        )),
-        other => Err(format!(
-            "current block {other:?} with seqs {seqs:?}, want block 1"
-        )),
-    }
+    Ok(format!(
+        "{} namespace(s) listed; {uuid} {:?} at dpa {:#x}, {} MiB, {:?}; {} free slots, index block {} current",
+        all.len(),
+        NAMESPACE_NAME,
+        ns.label.dpa,
+        ns.label.rawsize >> 20,
+        ns.state,
+        set.free_slots(),
+        set.current_block()
+    ))
 }
 
 fn run(args: RunArgs) -> bool {
@@ -779,8 +787,8 @@ fn basic(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
         check_pattern(&window, GUEST_PATTERN_AT, args.seed).map(|d| ((), d))
     });
     r.check(
-        "labels: index blocks in the label area (MediaLsa on BAR 4)",
-        || write_label_index(&window).map(|d| ((), d)),
+        "labels: init, create and list a namespace (MediaLsa on BAR 4)",
+        || create_namespace(&window, args.seed, card.serial).map(|d| ((), d)),
     );
     r.check("mmio: the other register path agrees", || {
         let other = match args.mmio {
@@ -915,10 +923,9 @@ fn reboot(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
     r.check("reboot: the first boot's pattern is still there", || {
         check_pattern(&window, GUEST_PATTERN_AT, args.seed).map(|d| ((), d))
     });
-    r.check(
-        "reboot: the first boot's label index blocks are still valid",
-        || read_label_index(&window).map(|d| ((), d)),
-    );
+    r.check("reboot: the first boot's namespace is still listed", || {
+        list_namespace(&window, args.seed, card.serial).map(|d| ((), d))
+    });
     // The host kills the server when it sees this line (it looks every 100 ms);
     // heartbeats must then fail with an error (the card is gone), not hang. The guest
     // leaves the card alone for a moment first: with the guest's accesses running right
