@@ -679,31 +679,43 @@ fn admin_checks(r: &mut Report, mmio: &Arc<dyn Mmio>) -> Option<Admin> {
     Some(admin)
 }
 
-/// Copies `len` bytes at `offset` of the window out with volatile loads.
-fn window_read(w: &BarWindow, offset: u64, len: usize) -> Vec<u8> {
-    let base = w.base().as_ptr();
-    (0..len)
-        .map(|i| {
-            // SAFETY: callers keep `offset + len` inside the window (checked against
-            // `w.len()` first); the mapping lives as long as `w`.
-            unsafe { base.add(offset as usize + i).read_volatile() }
-        })
-        .collect()
+/// Checks that `[offset, offset + len)` lies inside the window.
+fn in_window(w: &BarWindow, offset: u64, len: usize) -> Result<(), String> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= w.len() => Ok(()),
+        _ => Err(format!(
+            "{len} bytes at {offset:#x} do not fit the {:#x}-byte window",
+            w.len()
+        )),
+    }
 }
 
-fn window_write(w: &BarWindow, offset: u64, data: &[u8]) {
+/// Copies `len` bytes at `offset` of the window out with volatile loads.
+fn window_read(w: &BarWindow, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+    in_window(w, offset, len)?;
+    let base = w.base().as_ptr();
+    Ok((0..len)
+        .map(|i| {
+            // SAFETY: `offset + len <= w.len()` was checked above, so every byte read is
+            // inside the mapping, which lives as long as `w`.
+            unsafe { base.add(offset as usize + i).read_volatile() }
+        })
+        .collect())
+}
+
+/// Copies `data` into the window at `offset` with volatile stores.
+fn window_write(w: &BarWindow, offset: u64, data: &[u8]) -> Result<(), String> {
+    in_window(w, offset, data.len())?;
     let base = w.base().as_ptr();
     for (i, b) in data.iter().enumerate() {
-        // SAFETY: as in `window_read`.
+        // SAFETY: as in `window_read`: the range was checked against the mapping.
         unsafe { base.add(offset as usize + i).write_volatile(*b) };
     }
+    Ok(())
 }
 
 fn check_pattern(w: &BarWindow, at: u64, seed: u64) -> Result<String, String> {
-    if at + PATTERN_LEN as u64 > w.len() {
-        return Err(format!("the window ({:#x} bytes) is too small", w.len()));
-    }
-    let got = window_read(w, at, PATTERN_LEN);
+    let got = window_read(w, at, PATTERN_LEN)?;
     match first_difference(&got, &pattern(seed, PATTERN_LEN)) {
         None => Ok(format!("{PATTERN_LEN} bytes at {at:#x} match")),
         Some(d) => Err(format!("at {at:#x}: {d}")),
@@ -819,7 +831,7 @@ fn basic(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
     });
     r.check("BAR 4: write, persist, read back", || {
         let data = pattern(args.seed, PATTERN_LEN);
-        window_write(&window, GUEST_PATTERN_AT, &data);
+        window_write(&window, GUEST_PATTERN_AT, &data)?;
         window
             .sync(GUEST_PATTERN_AT..GUEST_PATTERN_AT + PATTERN_LEN as u64)
             .map_err(|e| e.to_string())?;
