@@ -1021,3 +1021,83 @@ fn reboot(r: &mut Report, args: &RunArgs, card: &Opened) -> bool {
     });
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn patterns_depend_on_the_seed_only() {
+        assert_eq!(pattern(7, 100), pattern(7, 100));
+        assert_eq!(pattern(7, 100)[..], pattern(7, 200)[..100]);
+        assert_ne!(pattern(7, 64), pattern(8, 64));
+        assert_ne!(pattern(7, 64), pattern(7 ^ HOST_SEED_MIX, 64));
+    }
+
+    #[test]
+    fn first_difference_names_the_offset_and_count() {
+        let want = pattern(1, 32);
+        assert_eq!(first_difference(&want, &want), None);
+        let mut got = want.clone();
+        got[5] ^= 0xFF;
+        got[9] ^= 0x01;
+        let d = first_difference(&got, &want).expect("a difference");
+        assert!(d.starts_with("2 bytes differ, the first at +0x5"), "{d}");
+        assert!(first_difference(&got[..4], &want).is_some());
+    }
+
+    #[test]
+    fn the_host_side_finds_the_guest_pattern_and_rejects_others() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let img = dir.path().join("card.img");
+        let path = img.to_string_lossy().into_owned();
+        assert_eq!(
+            image_command("fill-image", &strings(&[&path, "--seed", "3"])),
+            Ok(true)
+        );
+        // The host pattern is not the guest's: the check fails (the file is too short, then
+        // holds zeros where the guest's pattern should be).
+        assert!(image_command("check-image", &strings(&[&path, "--seed", "3"])).is_err());
+        let f = OpenOptions::new().write(true).open(&img).expect("image");
+        f.set_len(GUEST_PATTERN_AT + PATTERN_LEN as u64)
+            .expect("extend");
+        assert_eq!(
+            image_command("check-image", &strings(&[&path, "--seed", "3"])),
+            Ok(false)
+        );
+        f.write_all_at(&pattern(3, PATTERN_LEN), GUEST_PATTERN_AT)
+            .expect("write the guest pattern");
+        assert_eq!(
+            image_command("check-image", &strings(&[&path, "--seed", "3"])),
+            Ok(true)
+        );
+        assert_eq!(
+            image_command("check-image", &strings(&[&path, "--seed", "4"])),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn run_options_parse_and_refuse_unknown_ones() {
+        let a = parse_run(&strings(&[
+            "--scenario",
+            "reboot",
+            "--seed",
+            "9",
+            "--mmio",
+            "mapped",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            (a.scenario, a.seed, a.mmio),
+            (Scenario::Reboot, 9, MmioKind::Mapped)
+        );
+        assert!(parse_run(&strings(&["--scenario", "other"])).is_err());
+        assert!(parse_run(&strings(&["--seed"])).is_err());
+        assert!(parse_run(&strings(&["stray"])).is_err());
+    }
+}
