@@ -209,6 +209,7 @@ impl PmemMap {
 
     /// Waits for earlier flushes and non-temporal stores (nothing to wait for at PAGE
     /// granularity, where `flush` is already synchronous).
+    #[inline]
     pub fn drain(&self) {
         if self.granularity != Granularity::Page {
             super::drain();
@@ -216,6 +217,7 @@ impl PmemMap {
     }
 
     /// Makes `[offset, offset + len)` persistent: flush then drain.
+    #[inline]
     pub fn persist(&self, offset: usize, len: usize) -> Result<(), PmemError> {
         self.check(offset, len)?;
         self.flush_unchecked(offset, len)?;
@@ -242,6 +244,7 @@ impl PmemMap {
     /// Copies `src` to `offset` and makes it persistent as `flags` ask (by default:
     /// persistent on return). At PAGE granularity the copy is followed by msync unless
     /// NOFLUSH (msync has no separate drain, so NODRAIN alone still syncs).
+    #[inline]
     pub fn memcpy(&self, offset: usize, src: &[u8], flags: Flags) -> Result<(), PmemError> {
         self.check(offset, src.len())?;
         // SAFETY: the destination lies inside the mapping (checked); `src` is a valid
@@ -365,6 +368,7 @@ impl PmemMap {
         }
     }
 
+    #[inline]
     fn check(&self, offset: usize, len: usize) -> Result<(), PmemError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
@@ -376,6 +380,7 @@ impl PmemMap {
         }
     }
 
+    #[inline]
     fn mode(&self, cpu: &CpuPersistence) -> Mode {
         match self.granularity {
             Granularity::Page => Mode::Sync,
@@ -390,6 +395,7 @@ impl PmemMap {
         }
     }
 
+    #[inline]
     fn flush_unchecked(&self, offset: usize, len: usize) -> Result<(), PmemError> {
         let cpu = CpuPersistence::get();
         match self.mode(cpu) {
@@ -425,6 +431,7 @@ impl PmemMap {
     /// # Safety
     /// `[offset, offset + len)` lies inside the mapping and `src` is valid for `len`
     /// bytes (it may overlap the destination).
+    #[inline]
     unsafe fn copy_raw(
         &self,
         offset: usize,
