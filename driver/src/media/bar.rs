@@ -3,22 +3,42 @@
 //! On the card this is the persistent memory itself: coherent with the CPU caches, so a
 //! store is persistent once its cache line is flushed and the flush has drained
 //! ([`Granularity::CacheLine`]). The whole BAR is mapped once; the window owns the mapping.
+//!
+//! A transport has no bad-block query, so the window's bad ranges come from whoever knows
+//! them: a fixed list ([`BarWindow::with_bad_ranges`]) or a live source
+//! ([`BarWindow::with_bad_range_source`], e.g. the simulator's `SimCard::bad_ranges`).
 
+use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use super::file::{check_lpc_size, WindowError};
+use super::file::{check_lpc_size, normalize_ranges, WindowError};
 use super::{Granularity, MediaKind, MediaWindow};
 use crate::transport::{region, RegionMap, Transport, TransportError};
 
+/// Where a window's bad ranges come from: asked each time, since media can go bad while
+/// the window is open.
+pub type BadRangeSource = Arc<dyn Fn() -> Vec<Range<u64>> + Send + Sync>;
+
 /// BAR 4 of a card, mapped.
-#[derive(Debug)]
 pub struct BarWindow {
     map: RegionMap,
     describe: String,
+    bad: Option<BadRangeSource>,
+}
+
+impl fmt::Debug for BarWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarWindow")
+            .field("map", &self.map)
+            .field("describe", &self.describe)
+            .field("bad_range_source", &self.bad.is_some())
+            .finish()
+    }
 }
 
 impl BarWindow {
@@ -35,6 +55,7 @@ impl BarWindow {
         Ok(BarWindow {
             map,
             describe: format!("{} BAR 4 ({} MiB)", transport.describe(), info.size >> 20),
+            bad: None,
         })
     }
 
@@ -58,6 +79,19 @@ impl BarWindow {
         }
         check_lpc_size(info.size)?;
         Ok(BarWindow::open(transport)?)
+    }
+
+    /// Declares a fixed list of bad byte ranges (window offsets); they are sorted, merged
+    /// and clipped to the window.
+    pub fn with_bad_ranges(self, ranges: Vec<Range<u64>>) -> BarWindow {
+        self.with_bad_range_source(Arc::new(move || ranges.clone()))
+    }
+
+    /// Asks `source` for the bad byte ranges each time they are wanted (for the simulator:
+    /// `let c = card.clone(); Arc::new(move || c.bad_ranges())`).
+    pub fn with_bad_range_source(mut self, source: BadRangeSource) -> BarWindow {
+        self.bad = Some(source);
+        self
     }
 }
 
@@ -90,6 +124,13 @@ impl MediaWindow for BarWindow {
         // SAFETY: [start, start + n) lies inside the mapping, which lives as long as self.
         unsafe { crate::pmem::persist(self.map.as_ptr().as_ptr().add(start), n) };
         Ok(())
+    }
+
+    fn bad_ranges(&self) -> Vec<Range<u64>> {
+        match &self.bad {
+            Some(source) => normalize_ranges(source(), self.len()),
+            None => Vec::new(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -141,5 +182,30 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("BAR 4"), "{e}");
+    }
+
+    #[test]
+    fn bad_ranges_follow_the_simulated_cards_poison() {
+        let card = SimCard::new(SimConfig {
+            lpc_size: 32 << 20,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let t = SimTransport::new(card.clone());
+        let c = card.clone();
+        let w = BarWindow::open(&t)
+            .unwrap()
+            .with_bad_range_source(Arc::new(move || c.bad_ranges()));
+        assert!(w.bad_ranges().is_empty());
+        card.poison(0x5000..0x5100);
+        card.poison(0x1000..0x1040);
+        assert_eq!(w.bad_ranges(), vec![0x1000..0x1040, 0x5000..0x5100]);
+        let fixed = BarWindow::open(&t)
+            .unwrap()
+            .with_bad_ranges(vec![(32 << 20) - 8..(40 << 20), 0x40..0x80]);
+        assert_eq!(
+            fixed.bad_ranges(),
+            vec![0x40..0x80, (32 << 20) - 8..32 << 20]
+        );
     }
 }

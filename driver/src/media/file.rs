@@ -301,6 +301,54 @@ impl FileWindow {
         Self::map(path, file, n)
     }
 
+    /// Opens or creates a file of exactly `len` bytes with no label area (applications
+    /// mapping a plain file with `PmemMap::from_file`, benchmarks): `len` must be a
+    /// non-zero multiple of the page size. A missing or empty file is created with that
+    /// size (sparse); an existing file of another size is refused, never truncated.
+    pub fn open_or_create_unlabeled(
+        path: impl AsRef<Path>,
+        len: u64,
+    ) -> Result<FileWindow, WindowError> {
+        let path = path.as_ref();
+        let page = page_size();
+        if len == 0 {
+            return Err(WindowError::BadLpcSize {
+                lpc_size: len,
+                why: "a mapping needs at least one page",
+            });
+        }
+        if !len.is_multiple_of(page) {
+            return Err(WindowError::Unaligned {
+                what: "file length",
+                value: len,
+                alignment: page,
+            });
+        }
+        let n = usize::try_from(len).map_err(|_| WindowError::BadLpcSize {
+            lpc_size: len,
+            why: "larger than this process's address space",
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path, "open"))?;
+        let actual = file.metadata().map_err(io_err(path, "stat"))?.len();
+        if actual == 0 {
+            file.set_len(len).map_err(io_err(path, "ftruncate"))?;
+        } else if actual != len {
+            return Err(WindowError::SizeMismatch {
+                path: path.to_path_buf(),
+                expected: len,
+                actual,
+                fix: "open it with its own length, or remove it to start afresh",
+            });
+        }
+        Self::map(path, file, n)
+    }
+
     fn map(path: &Path, file: File, n: usize) -> Result<FileWindow, WindowError> {
         let meta = file.metadata().map_err(io_err(path, "stat"))?;
         if !meta.is_file() {
@@ -425,6 +473,28 @@ mod tests {
         let w = FileWindow::create(dir.path().join("m"), SIZE).unwrap();
         assert!(w.sync(SIZE - 1..SIZE + 1).is_err());
         w.sync(0..SIZE).unwrap();
+    }
+
+    #[test]
+    fn unlabeled_file_is_created_at_any_page_multiple_and_never_resized() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app");
+        let two = 2 * page_size();
+        let w = FileWindow::open_or_create_unlabeled(&p, two).unwrap();
+        assert_eq!(w.len(), two);
+        drop(w);
+        assert_eq!(
+            FileWindow::open_or_create_unlabeled(&p, two).unwrap().len(),
+            two
+        );
+        let e = FileWindow::open_or_create_unlabeled(&p, 2 * two).unwrap_err();
+        assert!(
+            matches!(e, WindowError::SizeMismatch { actual, .. } if actual == two),
+            "{e}"
+        );
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), two);
+        let e = FileWindow::open_or_create_unlabeled(dir.path().join("b"), 100).unwrap_err();
+        assert!(matches!(e, WindowError::Unaligned { .. }), "{e}");
     }
 
     #[test]

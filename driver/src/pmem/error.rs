@@ -3,6 +3,7 @@
 use std::io;
 use std::ops::Range;
 
+use crate::media::file::WindowError;
 use crate::media::Granularity;
 
 /// What went wrong in a pmem operation; every variant names the offset involved.
@@ -67,4 +68,17 @@ pub enum PmemError {
         #[source]
         source: io::Error,
     },
+    /// Neither `process_vm_readv` nor `/proc/self/mem` can be used, so a read cannot be
+    /// made safe against poisoned media.
+    #[error("poison-aware read at mapping offset {offset:#x} impossible: process_vm_readv and /proc/self/mem are both refused ({source}); allow one of them (seccomp profile, mounted /proc)")]
+    CheckedReadUnavailable {
+        /// Offset of the read in the mapping.
+        offset: u64,
+        /// The OS error of the last attempt.
+        #[source]
+        source: io::Error,
+    },
+    /// The media window behind the mapping could not be opened.
+    #[error(transparent)]
+    Window(#[from] WindowError),
 }

@@ -3,13 +3,17 @@
 //! Built so far: CPU persistence selection ([`cpu`]: which flush, fence and non-temporal
 //! store instructions this machine has, with the `PMEM_NO_*` overrides), the copy/fill
 //! flags ([`flags`]), and the per-architecture primitives under them (POWER9 `dcbstps` /
-//! `phwsync` where available, x86-64 `clwb`/`clflushopt`/`sfence`, a portable fallback).
-//! The mapping type that applications hold is not written yet.
+//! `phwsync` where available, x86-64 `clwb`/`clflushopt`/`sfence`, a portable fallback),
+//! and the mapping applications hold ([`PmemMap`]: any media-window range, with persist /
+//! flush / drain / deep flush over sub-ranges, copies taking [`Flags`], the window's
+//! granularity, and reads that report poisoned media instead of dying of SIGBUS).
 
 pub mod cpu;
 pub mod error;
 pub mod flags;
+pub mod map;
 mod ops;
+mod poison;
 
 #[cfg(target_arch = "powerpc64")]
 #[path = "power.rs"]
@@ -22,7 +26,9 @@ mod arch;
 mod arch;
 
 pub use cpu::CpuPersistence;
+pub use error::PmemError;
 pub use flags::Flags;
+pub use map::PmemMap;
 
 /// Whether a store through these primitives must be followed by cache flushes: always,
 /// unless `PMEM_NO_FLUSH=1` says the platform flushes caches on power loss.
