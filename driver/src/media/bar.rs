@@ -113,13 +113,7 @@ impl MediaWindow for BarWindow {
     }
 
     fn sync(&self, range: Range<u64>) -> io::Result<()> {
-        let len = self.len();
-        if range.start > range.end || range.end > len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("sync range {range:?} is outside the {len:#x}-byte window"),
-            ));
-        }
+        super::check_sync_range(&range, self.len())?;
         let (start, n) = (range.start as usize, (range.end - range.start) as usize);
         // SAFETY: [start, start + n) lies inside the mapping, which lives as long as self.
         unsafe { crate::pmem::persist(self.map.as_ptr().as_ptr().add(start), n) };

@@ -179,12 +179,7 @@ impl Mapping {
     /// `msync(MS_SYNC)` of the pages covering `range` (offsets in the mapping).
     pub(crate) fn msync(&self, range: Range<u64>) -> io::Result<()> {
         let len = self.len as u64;
-        if range.start > range.end || range.end > len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("msync range {range:?} outside a mapping of {len:#x} bytes"),
-            ));
-        }
+        super::check_sync_range(&range, len)?;
         if range.is_empty() {
             return Ok(());
         }
@@ -212,13 +207,7 @@ impl Mapping {
     /// them to drain ([`crate::pmem::persist`]): the persistence step of cache-line
     /// granular windows.
     pub(crate) fn persist(&self, range: Range<u64>) -> io::Result<()> {
-        let len = self.len as u64;
-        if range.start > range.end || range.end > len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("sync range {range:?} is outside the {len:#x}-byte window"),
-            ));
-        }
+        super::check_sync_range(&range, self.len as u64)?;
         let (start, n) = (range.start as usize, (range.end - range.start) as usize);
         // SAFETY: [start, start + n) lies inside the live mapping (checked above).
         unsafe { crate::pmem::persist(self.ptr.as_ptr().add(start), n) };

@@ -74,6 +74,18 @@ pub trait MediaWindow: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// Checks that `range` (offsets in a mapping of `len` bytes) is ordered and inside it: the
+/// precondition of every window's `sync`.
+pub(crate) fn check_sync_range(range: &Range<u64>, len: u64) -> io::Result<()> {
+    if range.start > range.end || range.end > len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("sync range {range:?} is outside the {len:#x}-byte window"),
+        ));
+    }
+    Ok(())
+}
+
 pub mod bar;
 pub mod devdax;
 pub mod devmem;
