@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ocxlpmem::label::index::{header_label_size, LabelVersion, Layout, INDEX_SIGNATURE};
-use ocxlpmem::label::lsa::{read_all, FileLsa, Lsa};
+use ocxlpmem::label::index::{header_label_size, LabelVersion, INDEX_ALIGN, INDEX_SIGNATURE};
+use ocxlpmem::label::lsa::{read_all, FileLsa, Lsa, SliceLsa};
 use ocxlpmem::label::ns_label::NamespaceLabel;
+use ocxlpmem::label::LabelArea;
 use ocxlpmem::media::file::FileWindow;
 use ocxlpmem::media::{MediaWindow, LABEL_AREA_SIZE};
 use ocxlpmem::nvdimm::{Bus, NamespaceSpec, NvdimmError};
@@ -208,21 +209,20 @@ pub fn read_labels(lsa: &dyn Lsa, dev: &str, out: Option<&Path>) -> CtlResult<se
         })?;
     }
     let size = buf.len() as u64;
-    let mut index = Vec::new();
-    let mut layout = None;
-    for version in [LabelVersion::V1_1, LabelVersion::V1_2] {
-        if let Some(l) = Layout::for_size(size, version) {
-            let at = l.index_offset(0) as usize;
-            let hdr = buf.get(at..).unwrap_or_default();
-            if hdr.starts_with(&INDEX_SIGNATURE) && header_label_size(hdr) == version.label_size() {
-                layout = Some(l);
-            }
-        }
-    }
-    let offsets: Vec<u64> = match &layout {
-        Some(l) => vec![l.index_offset(0), l.index_offset(1)],
-        None => vec![0, 256],
+    // The label set's reader finds the layout (formula or foreign) and scans the slots the
+    // way ndctl does; an area without a valid index lists its first two block offsets.
+    // Parsed from the copy just read, so the device is read once.
+    let copy = SliceLsa::new(&buf);
+    let set = match LabelArea::load(&copy) {
+        Ok(LabelArea::Labels(set)) => Some(set),
+        Ok(LabelArea::Uninitialized(_)) => None,
+        Err(e) => return Err(CtlError::new(exit::DEVICE, format!("{dev}: {e}"))),
     };
+    let offsets: Vec<u64> = match &set {
+        Some(s) => vec![s.layout().index_offset(0), s.layout().index_offset(1)],
+        None => vec![0, INDEX_ALIGN],
+    };
+    let mut index = Vec::new();
     for off in offsets {
         let hdr = buf.get(off as usize..).unwrap_or_default();
         let present = hdr.starts_with(&INDEX_SIGNATURE);
@@ -237,22 +237,15 @@ pub fn read_labels(lsa: &dyn Lsa, dev: &str, out: Option<&Path>) -> CtlResult<se
             "nslot": le32(hdr, 56),
         }));
     }
-    let mut labels = Vec::new();
-    if let Some(l) = &layout {
-        for slot in 0..l.nslot {
-            let Some(at) = l.slot_offset(slot) else { break };
-            let end = at + l.label_size();
-            let Some(bytes) = buf.get(at as usize..end as usize) else {
-                break;
-            };
-            if bytes.iter().all(|&b| b == 0) {
-                continue;
-            }
-            if let Ok(label) = NamespaceLabel::decode(bytes, l.version, slot) {
-                labels.push(label_json(&label, l.version == LabelVersion::V1_2));
-            }
-        }
-    }
+    let labels: Vec<serde_json::Value> = match &set {
+        Some(s) => s
+            .scan_all_slots(&copy)
+            .map_err(|e| CtlError::new(exit::DEVICE, format!("{dev}: {e}")))?
+            .iter()
+            .map(|(_, l)| label_json(l, s.version() == LabelVersion::V1_2))
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(json!({
         "dev": dev,
         "size": size,
