@@ -370,7 +370,7 @@ fn list_discovered(
     let found = ocxlpmem::device::discovery::scan(&a.sysfs_root)
         .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
     if detail || serial.is_some() {
-        tracing_note("dimms, regions, namespaces and serials need the card opened: add --bdf BDF or --index N");
+        eprintln!("note: dimms, regions, namespaces and serials need the card opened: add --bdf BDF or --index N");
     }
     let v = serde_json::to_value(&found).map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
     emit(f, &v["cards"])?;
@@ -378,10 +378,6 @@ fn list_discovered(
         eprintln!("warning: {w}");
     }
     Ok(exit::OK)
-}
-
-fn tracing_note(msg: &str) {
-    eprintln!("note: {msg}");
 }
 
 /// The card's bus: its label area and region through the card's media window (BAR 4 on
