@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -54,8 +54,6 @@ pub(crate) struct Inner {
     pub hw: Hw,
     pub state: Mutex<State>,
     pub config: Mutex<ConfigSpace>,
-    /// Bumped on every event the firmware must look at.
-    pub doorbell: crate::regfile::Padded<AtomicU64>,
     pub removed: AtomicBool,
     pub stop: AtomicBool,
     bar0_size: u64,
@@ -76,7 +74,7 @@ impl Inner {
     }
 
     fn ring(&self) {
-        self.doorbell.fetch_add(1, Ordering::SeqCst);
+        self.hw.regs.hci.rung.fetch_add(1, Ordering::SeqCst);
         self.hw.clock.wake();
     }
 
@@ -180,7 +178,6 @@ impl SimCard {
             },
             state: Mutex::new(state),
             config: Mutex::new(config),
-            doorbell: crate::regfile::Padded(AtomicU64::new(0)),
             removed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             bar0_size,
@@ -419,7 +416,7 @@ impl SimCard {
         }
         if offset < REGISTER_FILE_SIZE {
             bump(&i.hw.counters.register_reads, 1);
-            return i.hw.regs.read(&i.hw.cfg, i.hw.clock.now(), offset);
+            return i.hw.regs.read(&i.hw.cfg, || i.hw.clock.now(), offset);
         }
         bump(&i.hw.counters.command_area_accesses, 1);
         if i.in_segment(offset) {

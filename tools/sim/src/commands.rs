@@ -305,7 +305,7 @@ fn dump_chunk(s: &State, hw: &Hw, layout: AreaLayout, p: u64) -> Outcome {
 }
 
 fn secure_erase(hw: &Hw, now: Duration) -> Outcome {
-    let (_, ma) = hw.regs.readiness(&hw.cfg, now);
+    let (_, ma) = hw.regs.readiness(&hw.cfg, || now);
     if !ma {
         return Outcome::status(Status::MemUnavailable);
     }

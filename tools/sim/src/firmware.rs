@@ -11,6 +11,8 @@ use crate::config::ClockMode;
 
 /// How long the firmware spins for the next doorbell before parking.
 pub const SPIN: Duration = Duration::from_micros(75);
+/// Doorbell polls between two clock reads while spinning.
+const CLOCK_EVERY: u32 = 32;
 /// Longest park; a stop or a doorbell unparks it sooner.
 const MAX_PARK: Duration = Duration::from_secs(1);
 
@@ -20,17 +22,25 @@ pub(crate) fn run(inner: Arc<Inner>) {
         if inner.stop.load(Ordering::Acquire) {
             return;
         }
-        let seen = inner.doorbell.load(Ordering::Acquire);
+        let seen = inner.hw.regs.hci.rung.load(Ordering::Acquire);
         let next = inner.service();
         let spin_end = Instant::now() + SPIN;
         let mut rung = false;
-        while Instant::now() < spin_end {
-            if inner.doorbell.load(Ordering::Acquire) != seen || inner.stop.load(Ordering::Acquire)
-            {
-                rung = true;
+        // The clock is read once per CLOCK_EVERY polls: a clock read costs as much as a
+        // poll, and time spent between two polls is latency added to every command.
+        'spin: loop {
+            for _ in 0..CLOCK_EVERY {
+                if inner.hw.regs.hci.rung.load(Ordering::Acquire) != seen
+                    || inner.stop.load(Ordering::Acquire)
+                {
+                    rung = true;
+                    break 'spin;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= spin_end {
                 break;
             }
-            std::hint::spin_loop();
         }
         if rung {
             continue;
@@ -41,7 +51,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
         }
         .min(MAX_PARK);
         // A doorbell rung after `seen` was read left an unpark token, so this returns.
-        if inner.doorbell.load(Ordering::Acquire) == seen && !timeout.is_zero() {
+        if inner.hw.regs.hci.rung.load(Ordering::Acquire) == seen && !timeout.is_zero() {
             std::thread::park_timeout(timeout);
         }
     }

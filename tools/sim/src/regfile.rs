@@ -46,15 +46,31 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
+/// HCI and the doorbell count the firmware waits on, on one line: a doorbell costs the
+/// host one cache-line transfer instead of two, and the firmware finds HCI in the line
+/// that woke it.
+#[derive(Debug, Default)]
+pub struct HciLine {
+    /// The HCI register.
+    pub bits: AtomicU64,
+    /// Bumped by every doorbell, reset and clock move: the firmware's wake-up count.
+    pub rung: AtomicU64,
+}
+
 /// The registers.
 #[derive(Debug, Default)]
 pub struct Regs {
     pub chi_events: Padded<AtomicU64>,
-    pub hci: Padded<AtomicU64>,
+    pub hci: Padded<HciLine>,
     /// ELA | CFFS | CHFS | CRDY_BLOCKED | MA_BLOCKED, published by the state.
     pub levels: Padded<AtomicU64>,
     /// Simulated time of the last power-on or reset, in ns.
     pub boot_ns: AtomicU64,
+    /// `boot_ns + 1` once both readiness delays of that boot have passed (0: not yet).
+    /// Time only moves forward, so from then on CRDY and MA depend on the levels alone
+    /// and a CHI read needs no clock read. (A later reset at the same `boot_ns` can only
+    /// happen with zero delays, when readiness is immediate anyway.)
+    pub settled: AtomicU64,
     pub chie: AtomicU64,
     pub ima: [AtomicU64; 4],
 }
@@ -67,8 +83,9 @@ impl Regs {
     /// Power-on / reset: every register clears and readiness restarts at `now`.
     pub fn reset(&self, now: Duration) {
         // Boot time first: whoever sees a cleared HCI also sees readiness restarted.
+        self.settled.store(0, Ordering::SeqCst);
         self.boot_ns.store(ns(now), Ordering::SeqCst);
-        for r in [&self.chi_events, &self.chie, &self.hci] {
+        for r in [&self.chi_events, &self.chie, &self.hci.bits] {
             r.store(0, Ordering::SeqCst);
         }
         for r in &self.ima {
@@ -81,19 +98,27 @@ impl Regs {
         Duration::from_nanos(self.boot_ns.load(Ordering::Acquire))
     }
 
-    /// CRDY and MA at `now`.
-    pub fn readiness(&self, cfg: &SimConfig, now: Duration) -> (bool, bool) {
+    /// CRDY and MA at `now` (called only while the delays may still be running).
+    pub fn readiness(&self, cfg: &SimConfig, now: impl FnOnce() -> Duration) -> (bool, bool) {
         let levels = self.levels.load(Ordering::Acquire);
-        let since = now.saturating_sub(self.boot());
+        let boot = self.boot_ns.load(Ordering::Acquire);
+        let full = cfg.crdy_delay.saturating_add(cfg.ma_delay);
+        let since = if self.settled.load(Ordering::Acquire) == boot.wrapping_add(1) {
+            full
+        } else {
+            let since = now().saturating_sub(Duration::from_nanos(boot));
+            if since >= full {
+                self.settled.store(boot.wrapping_add(1), Ordering::Release);
+            }
+            since
+        };
         let crdy = levels & CRDY_BLOCKED == 0 && since >= cfg.crdy_delay;
-        let ma = crdy
-            && levels & MA_BLOCKED == 0
-            && since >= cfg.crdy_delay.saturating_add(cfg.ma_delay);
+        let ma = crdy && levels & MA_BLOCKED == 0 && since >= full;
         (crdy, ma)
     }
 
     /// The CHI value at `now`.
-    pub fn chi(&self, cfg: &SimConfig, now: Duration) -> u64 {
+    pub fn chi(&self, cfg: &SimConfig, now: impl FnOnce() -> Duration) -> u64 {
         let (crdy, ma) = self.readiness(cfg, now);
         let mut v = self.chi_events.load(Ordering::Acquire)
             | (self.levels.load(Ordering::Acquire) & (Chi::ELA | Chi::CFFS | Chi::CHFS));
@@ -119,26 +144,28 @@ impl Regs {
 
     /// Current HCI.
     pub fn hci(&self) -> u64 {
-        self.hci.load(Ordering::Acquire)
+        self.hci.bits.load(Ordering::Acquire)
     }
 
     /// The controller consumed HCI bits.
     pub fn consume(&self, bits: u64) {
-        self.hci.fetch_and(!bits, Ordering::SeqCst);
+        self.hci.bits.fetch_and(!bits, Ordering::SeqCst);
     }
 
     /// Sets HCI bits as the host would (used for injected stale state).
     pub fn request(&self, bits: u64) {
-        self.hci.fetch_or(bits & Hci::DEFINED, Ordering::SeqCst);
+        self.hci
+            .bits
+            .fetch_or(bits & Hci::DEFINED, Ordering::SeqCst);
     }
 
     /// A trapped register read (offset 8-aligned, below the register file's end).
-    pub fn read(&self, cfg: &SimConfig, now: Duration, offset: u64) -> u64 {
+    pub fn read(&self, cfg: &SimConfig, now: impl FnOnce() -> Duration, offset: u64) -> u64 {
         let ld = |r: &AtomicU64| r.load(Ordering::Acquire);
         match offset {
             o::CHI => self.chi(cfg, now),
             o::CHIE => ld(&self.chie),
-            o::HCI => ld(&self.hci),
+            o::HCI => ld(&self.hci.bits),
             o::IMA0_OHP => ld(&self.ima[0]),
             o::IMA0_CFP => ld(&self.ima[1]),
             o::IMA1_OHP => ld(&self.ima[2]),
@@ -172,7 +199,7 @@ impl Regs {
             o::HCI => {
                 let set = value & Hci::DEFINED;
                 if set != 0 {
-                    self.hci.fetch_or(set, Ordering::SeqCst);
+                    self.hci.bits.fetch_or(set, Ordering::SeqCst);
                     return WriteEffect::Doorbell;
                 }
             }

@@ -207,7 +207,7 @@ impl State {
     }
 
     fn service_inner(&mut self, hw: &Hw, now: Duration) -> Option<Duration> {
-        let (crdy, _) = hw.regs.readiness(&hw.cfg, now);
+        let (crdy, _) = hw.regs.readiness(&hw.cfg, || now);
         if self.is_fatal() {
             return None;
         }

@@ -74,6 +74,8 @@ fn reset_clears_chi_reruns_readiness_keeps_logs_and_memory() {
 fn afu_reset_bit_resets_the_controller() {
     let card = manual_card(slow());
     card.clock().advance(Duration::from_secs(1));
+    // Seen ready first, so readiness is settled for this boot and the reset must undo it.
+    assert!(Chi(chi(&card)).is_ready());
     write(&card, o::HCI, Hci::AR);
     wait_hci(&card, "AR cleared", |h| h & Hci::AR == 0);
     assert_eq!(chi(&card) & Chi::CRDY, 0);
