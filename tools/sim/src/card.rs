@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     pub config: Mutex<ConfigSpace>,
     pub removed: AtomicBool,
     pub stop: AtomicBool,
+    /// The firmware thread is about to park (or parked): a doorbell must unpark it.
+    pub sleeping: crate::regfile::Padded<AtomicBool>,
     bar0_size: u64,
     bar0_areas: Vec<(u64, u64)>,
     /// Command blocks and data buffers: the parts of BAR 0 backed by memory.
@@ -75,7 +77,9 @@ impl Inner {
 
     fn ring(&self) {
         self.hw.regs.hci.rung.fetch_add(1, Ordering::SeqCst);
-        self.hw.clock.wake();
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.hw.clock.wake();
+        }
     }
 
     fn in_segment(&self, offset: u64) -> bool {
@@ -180,6 +184,7 @@ impl SimCard {
             config: Mutex::new(config),
             removed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            sleeping: crate::regfile::Padded(AtomicBool::new(false)),
             bar0_size,
             bar0_areas,
             segments,

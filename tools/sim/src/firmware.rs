@@ -50,9 +50,14 @@ pub(crate) fn run(inner: Arc<Inner>) {
             _ => MAX_PARK,
         }
         .min(MAX_PARK);
-        // A doorbell rung after `seen` was read left an unpark token, so this returns.
-        if inner.hw.regs.hci.rung.load(Ordering::Acquire) == seen && !timeout.is_zero() {
+        // `sleeping` is raised before the last look at the count, and a doorbell bumps
+        // the count before it looks at `sleeping` (both SeqCst): either this sees the
+        // doorbell, or the doorbell sees `sleeping` and leaves an unpark token, so the
+        // park returns. While the firmware spins, a doorbell costs no unpark at all.
+        inner.sleeping.store(true, Ordering::SeqCst);
+        if inner.hw.regs.hci.rung.load(Ordering::SeqCst) == seen && !timeout.is_zero() {
             std::thread::park_timeout(timeout);
         }
+        inner.sleeping.store(false, Ordering::SeqCst);
     }
 }
